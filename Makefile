@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RESULTS ?= runs/demo
+
+.PHONY: demo test install leaderboard clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# The main job: evaluate the methods on the embedded demo data, then print the leaderboard.
+demo: install
+	$(BIN)/srbench run --method bicubic --dataset demo --results-dir $(RESULTS)
+	$(BIN)/srbench run --method res-srdiff --dataset demo --results-dir $(RESULTS)
+	$(BIN)/srbench leaderboard --dataset demo --results-dir $(RESULTS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+leaderboard: install
+	$(BIN)/srbench leaderboard --format md -o leaderboards/README.md
+	$(BIN)/srbench leaderboard --format csv -o leaderboards/leaderboard.csv
+	$(BIN)/srbench leaderboard --format html -o leaderboards/leaderboard.html
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

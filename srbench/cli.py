@@ -1,0 +1,225 @@
+"""The ``srbench`` command line: run, score, leaderboard, listings, plugins, infer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import plugins
+from .errors import SRBenchError
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Group(click.Group):
+    """Turns SRBenchError into a one-line message and a non-zero exit, without a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SRBenchError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="srbench")
+def cli():
+    """srbench: benchmark MRI super-resolution methods with calibrated metrics and paper-grade statistics."""
+
+
+def _report_failures() -> None:
+    for failure in plugins.get_registry().failures:
+        err.print(f"[yellow]warning:[/] {failure.line()}", highlight=False)
+
+
+def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool, records: list[dict]) -> None:
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    console.print(table)
+
+
+@cli.command()
+@click.option("--method", "-m", required=True, help="Method name (srbench methods lists them).")
+@click.option("--dataset", "-d", required=True, help="Dataset name (srbench datasets lists them).")
+@click.option("--degradation", "-g", default=None, help="Degradation or protocol; default: the dataset's.")
+@click.option("--preset", default="tiny", show_default=True, help="Method preset: tiny (CPU) or paper.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=None,
+              help="Where run records go (default: $SRBENCH_RESULTS or ./leaderboards).")
+@click.option("--data-root", default=None, help="Root folder of the dataset's local copy.")
+@click.option("--train", is_flag=True, help="Train from scratch even when a shipped checkpoint exists.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Evaluate these weights.")
+@click.option("--force", is_flag=True, help="Run again even if this run already finished.")
+def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, force):
+    """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
+    from .runner import RunOptions, default_results_dir
+    from .runner import run as do_run
+
+    _report_failures()
+    opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
+                      device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
+                      checkpoint=checkpoint, data_root=data_root)
+    out_dir, ran = do_run(opts, err)
+    if ran:
+        record = json.loads((out_dir / "record.json").read_text())
+        _print_run_summary(record)
+    click.echo(str(out_dir))
+
+
+def _print_run_summary(record: dict) -> None:
+    summary = record["summary"]["per_slice"]
+    parts = [f"{k.upper()} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items() if v]
+    err.print(f"{record['method_card']['name']} on {record['dataset']['name']} ({record['n_slices']} slices, "
+              f"{record['timings']['sec_per_slice']:.3g} s/slice): " + ", ".join(parts), highlight=False)
+    for name, meta in record["metrics"].items():
+        if meta.get("unavailable"):
+            err.print(f"[yellow]{name.upper()}:[/] {meta['unavailable']}", highlight=False)
+
+
+@cli.command()
+@click.option("--pred", required=True, type=click.Path(path_type=Path), help="Predicted volume.")
+@click.option("--ref", required=True, type=click.Path(path_type=Path), help="Reference (HR) volume.")
+@click.option("--mask", type=click.Path(path_type=Path), default=None, help="Mask volume (non-zero = inside).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def score(pred, ref, mask, device, as_json):
+    """Score any two volumes on one grid, slice by slice (axial = first NumPy axis)."""
+    from .score_volumes import score_volumes
+
+    result = score_volumes(pred, ref, mask, device=device)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table(title=f"{pred} vs {ref}")
+    for c in ("metric", "mean", "std"):
+        table.add_column(c)
+    for name, s in result["metrics"].items():
+        table.add_row(name, *(("unavailable", "") if s is None else (f"{s['mean']:.4f}", f"{s['std']:.4f}")))
+    console.print(table)
+    for name, notice in result.get("unavailable", {}).items():
+        err.print(f"[yellow]{name.upper()}:[/] {notice}", highlight=False)
+
+
+@cli.command()
+@click.option("--results-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--dataset", default=None)
+@click.option("--degradation", default=None)
+@click.option("--format", "fmt", type=click.Choice(["csv", "html", "md"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
+def leaderboard(results_dir, dataset, degradation, fmt, output):
+    """Build the leaderboard from run records."""
+    from . import leaderboard as lb
+    from .record import atomic_write_text
+    from .runner import default_results_dir
+
+    results_dir = results_dir or default_results_dir()
+    df = lb.load_table(results_dir, dataset, degradation)
+    direction = lb.directions(results_dir)
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "html":
+        text = lb.to_html(df, direction)
+    else:
+        text = lb.to_markdown(df, direction)
+    if output:
+        atomic_write_text(Path(output), text)
+        err.print(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def methods(as_json):
+    """List installed SR methods."""
+    reg = plugins.get_registry()
+    recs = [{"name": n, "plugin": reg.owners[("methods", n)], "version": c.version, "trains": c.trains,
+             "presets": list(c.presets), "summary": c.summary} for n, c in sorted(reg.methods.items())]
+    _report_failures()
+    _print_table("methods", ["name", "plugin", "version", "trains", "presets", "summary"],
+                 [[r["name"], r["plugin"], r["version"], r["trains"], ", ".join(r["presets"]), r["summary"]] for r in recs],
+                 as_json, recs)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def datasets(as_json):
+    """List installed datasets."""
+    reg = plugins.get_registry()
+    recs = [{"name": n, "plugin": reg.owners[("datasets", n)], "default_degradation": c.default_degradation,
+             "description": c.description} for n, c in sorted(reg.datasets.items())]
+    _report_failures()
+    _print_table("datasets", ["name", "plugin", "default degradation", "description"],
+                 [list(r.values())[:2] + [r["default_degradation"], r["description"]] for r in recs], as_json, recs)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def degradations(as_json):
+    """List degradations and named protocols."""
+    reg = plugins.get_registry()
+    recs = [{"name": n, "plugin": reg.owners[("degradations", n)],
+             "description": (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else ""}
+            for n, f in sorted(reg.degradations.items())]
+    _report_failures()
+    _print_table("degradations", ["name", "plugin", "description"], [list(r.values()) for r in recs], as_json, recs)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def metrics(as_json):
+    """List metrics with their direction, range and definition."""
+    reg = plugins.get_registry()
+    recs = [{"name": n, "plugin": reg.owners[("metrics", n)], "direction": m.direction,
+             "range": list(m.info.value_range), "definition": m.info.definition,
+             "unavailable": m.unavailable_reason()} for n, m in sorted(reg.metrics.items())]
+    _report_failures()
+    _print_table("metrics", ["name", "plugin", "better", "range", "definition", "available"],
+                 [[r["name"], r["plugin"], r["direction"], r["range"], r["definition"],
+                   "yes" if r["unavailable"] is None else "no: " + r["unavailable"]] for r in recs], as_json, recs)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True)
+def list_plugins(as_json):
+    """List installed plugins: distribution, version, hooks and what each registered."""
+    recs = plugins.describe_plugins()
+    failures = [f.__dict__ for f in plugins.get_registry().failures]
+    if as_json:
+        click.echo(json.dumps({"plugins": recs, "failures": failures}, indent=2))
+        return
+    _print_table("plugins", ["name", "distribution", "version", "hooks", "registers"],
+                 [[r["name"], r["distribution"], r["version"], ", ".join(r["hooks"]),
+                   "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registers"].items())] for r in recs], False, recs)
+    _report_failures()
+
+
+def _add_plugin_commands() -> None:
+    pm = plugins.get_plugin_manager()
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli)
+        except Exception as exc:  # noqa: BLE001 - one plugin's command must not break the CLI
+            err.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} failed to add commands: {exc}")
+
+
+def main() -> None:
+    try:
+        _add_plugin_commands()
+    except SRBenchError as exc:
+        err.print(f"Error: {exc}", highlight=False)
+        sys.exit(1)
+    cli()

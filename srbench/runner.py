@@ -1,0 +1,214 @@
+"""The runner: dataset -> degradation -> method (fit / load, predict) -> metrics -> run record.
+
+A run is method@version x dataset@split-hash x degradation@params x seed (x weights). Re-running a finished
+run is a no-op unless forced; the record is written last and atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import record as rec
+from .dataset import Case, Dataset
+from .degradation import Degradation, parse_spec
+from .errors import SRBenchError
+from .method import Method, SlicePairs, sha256_file
+from .plugins import get_registry, lookup
+from .scoring import score_arrays, summarise, usable_slices
+from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
+
+NORMALISATION = "minmax-hr: each volume's HR [min, max] -> [0, 1], applied to HR before degradation"
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get("SRBENCH_RESULTS", "leaderboards"))
+
+
+@dataclass
+class RunOptions:
+    method: str
+    dataset: str
+    degradation: str | None = None
+    preset: str = "tiny"
+    seed: int = 0
+    device: str = "auto"
+    results_dir: Path = field(default_factory=default_results_dir)
+    force: bool = False
+    train: bool = False
+    checkpoint: Path | None = None
+    data_root: str | None = None
+
+
+@dataclass
+class Prepared:
+    """One case ready for a method: normalised HR (image and array), LR on its own grid, mask, slices."""
+
+    case: Case
+    hr: sitk.Image
+    hr_array: np.ndarray
+    lr: sitk.Image
+    mask: np.ndarray | None
+    slices: list[int]
+    skipped: list[int]
+
+
+def make_degradation(spec: str) -> tuple[str, Degradation]:
+    name, params = parse_spec(spec)
+    factory = lookup("degradations", name)
+    try:
+        return name, factory(**params)
+    except TypeError as exc:
+        raise SRBenchError(f"degradation {spec!r}: {exc}") from None
+
+
+def prepare(case: Case, degradation: Degradation, seed: int) -> Prepared:
+    hr_raw = to_array(case.hr)
+    require_finite(hr_raw, f"case {case.case_id!r} HR volume")
+    lo, hi = minmax_range(hr_raw)
+    hr = from_array(normalise(hr_raw, lo, hi), case.hr)
+    mask = sitk.GetArrayFromImage(case.mask) > 0 if case.mask is not None else None
+    hr_array = to_array(hr)
+    slices, skipped = usable_slices(hr_array, mask, case.slices)
+    return Prepared(case, hr, hr_array, degradation.apply(hr, seed), mask, slices, skipped)
+
+
+def training_pairs(dataset: Dataset, split: str, degradation: Degradation, method: Method, seed: int) -> SlicePairs:
+    lrs, hrs, ids = [], [], []
+    for case in dataset.cases(split):
+        p = prepare(case, degradation, seed)
+        on_grid = to_array(resample_to(p.lr, p.hr, method.input_interpolator))
+        lrs.append(on_grid[p.slices])
+        hrs.append(p.hr_array[p.slices])
+        ids += [case.case_id] * len(p.slices)
+    if not hrs:
+        raise SRBenchError(f"dataset {dataset.name!r} has no {split} slices")
+    return SlicePairs(lr=np.concatenate(lrs), hr=np.concatenate(hrs), case_ids=ids)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:
+    """Where the weights come from: a user checkpoint, the plugin's shipped checkpoint, or training now."""
+    if not method_cls.trains:
+        return {"source": "none"}
+    if opts.checkpoint is not None:
+        path = Path(opts.checkpoint)
+        if not path.is_file():
+            raise SRBenchError(f"{path}: checkpoint not found")
+        return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
+    shipped = None if opts.train else method_cls.shipped_checkpoint(dataset_name, opts.preset)
+    if shipped is not None:
+        info = {"source": "shipped", "path": str(shipped), "sha256": sha256_file(shipped)}
+        card = shipped.with_suffix(".json")
+        if card.exists():
+            info["training_record"] = json.loads(card.read_text())
+        return info
+    return {"source": "trained-in-run"}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
+    """Execute (or skip, when already finished) one run; returns (run directory, ran)."""
+    console = console or Console(stderr=True)
+    method_cls = lookup("methods", opts.method)
+    dataset = lookup("datasets", opts.dataset)(root=opts.data_root)
+    deg_spec = opts.degradation or dataset.default_degradation
+    deg_name, degradation = make_degradation(deg_spec)
+    method: Method = method_cls(preset=opts.preset, device=opts.device, seed=opts.seed)
+    manifest = dataset.manifest()
+    weights = _weights(method_cls, opts, dataset.name)
+    identity = {"method": method.name, "method_version": method.version, "preset": opts.preset,
+                "dataset": dataset.name, "split_hash": manifest.hash, "degradation": degradation.params(),
+                "seed": opts.seed, "weights": {k: weights.get(k) for k in ("source", "sha256")}}
+    rid = rec.run_id(identity)
+    out_dir = rec.run_dir(opts.results_dir, dataset.name, deg_spec.replace("/", "_"), method.name, rid)
+    if (out_dir / rec.RECORD).exists() and not opts.force:
+        console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
+        return out_dir, False
+
+    metrics = list(get_registry().metrics.values())
+    timings, training = {}, None
+    if weights["source"] in ("checkpoint", "shipped"):
+        method.load(Path(weights["path"]))
+    elif weights["source"] == "trained-in-run":
+        console.print(f"training {method.name} ({opts.preset}) on {dataset.name} train split")
+        train = training_pairs(dataset, "train", degradation, method, opts.seed)
+        val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
+        t0 = time.perf_counter()
+        training = method.fit(train, val, out_dir / "work")
+        timings["fit_s"] = time.perf_counter() - t0
+        method.save(out_dir / "weights.safetensors")
+        weights["sha256"] = sha256_file(out_dir / "weights.safetensors")
+
+    rows, predict_s, score_s, n_slices, skipped = [], 0.0, 0.0, 0, 0
+    with _progress(console) as progress:
+        for case in dataset.cases("test"):
+            p = prepare(case, degradation, opts.seed)
+            skipped += len(p.skipped)
+            task = progress.add_task(f"{method.name} on {case.case_id}", total=len(p.slices))
+            t0 = time.perf_counter()
+            sr = method.predict_volume(p.lr, p.hr, p.slices, progress=lambda n: progress.advance(task, n))
+            predict_s += time.perf_counter() - t0
+            if not np.isfinite(sr).all():
+                raise SRBenchError(f"method {method.name!r} produced NaN or Inf on case {case.case_id!r}")
+            t0 = time.perf_counter()
+            mask = p.mask[p.slices] if p.mask is not None else None
+            scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
+            score_s += time.perf_counter() - t0
+            n_slices += len(p.slices)
+            for i, k in enumerate(p.slices):
+                row = {"case": case.case_id, "patient": case.patient_id, "slice": k}
+                row.update({name: (None if v is None else float(v[i])) for name, v in scores.values.items()})
+                rows.append(row)
+    if not rows:
+        raise SRBenchError(f"dataset {dataset.name!r}: no test slices to score")
+    timings.update(predict_s=predict_s, score_s=score_s, sec_per_slice=predict_s / n_slices)
+
+    table = pd.DataFrame(rows)
+    metric_names = [m.name for m in metrics]
+    per_slice = summarise({n: (None if table[n].isna().all() else table[n].to_numpy(float)) for n in metric_names})
+    per_case = table.groupby("case")[metric_names].mean()
+    per_volume = summarise({n: (None if per_case[n].isna().all() else per_case[n].to_numpy(float))
+                            for n in metric_names})
+    record = {
+        "schema": rec.SCHEMA, "run_id": rid, "status": "finished",
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": {**asdict(opts), "degradation": deg_spec, "results_dir": str(opts.results_dir)},
+        "method_card": method.card(),
+        "dataset": {"name": dataset.name, "description": dataset.description, "split_hash": manifest.hash,
+                    "split_rule": manifest.rule, "test_cases": manifest.case_ids("test")},
+        "degradation": degradation.params(),
+        "lr_to_hr_interpolator": method.input_interpolator,
+        "normalisation": NORMALISATION,
+        "weights": {k: v for k, v in weights.items() if k != "training_record"},
+        "training": training if training is not None else weights.get("training_record"),
+        "metrics": {m.name: {"direction": m.direction, "unavailable": m.unavailable_reason()} for m in metrics},
+        "summary": {"per_slice": per_slice, "per_volume": per_volume},
+        "n_slices": n_slices, "skipped_slices": skipped,
+        "timings": timings, "peak_memory_mb": _peak_memory_mb(method.device),
+        "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(method.device),
+    }
+    rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
+    rec.atomic_write_json(out_dir / rec.RECORD, record)
+    return out_dir, True
