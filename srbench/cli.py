@@ -89,6 +89,55 @@ def _print_run_summary(record: dict) -> None:
             err.print(f"[yellow]{name.upper()}:[/] {meta['unavailable']}", highlight=False)
 
 
+@cli.command("train")
+@click.option("--method", "-m", required=True)
+@click.option("--dataset", "-d", required=True)
+@click.option("--degradation", "-g", default=None)
+@click.option("--preset", default="tiny", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--data-root", default=None)
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="Weights file to write (safetensors); its training record goes beside it as .json.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Checkpoints (resume from here).")
+@click.option("--steps", type=int, default=None, help="Override the preset's number of training steps.")
+@click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this long; rerun resumes.")
+def train_cmd(method, dataset, degradation, preset, seed, device, data_root, output, workdir, steps, max_minutes):
+    """Train METHOD on a dataset's train split and write its weights and training record."""
+    from .runner import RunOptions
+    from .runner import train as do_train
+
+    opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
+                      device=device, data_root=data_root)
+    record = do_train(opts, output, workdir, steps, max_minutes, err)
+    t = record["training"]
+    err.print(f"{t['steps']}/{t['target_steps']} steps in {t['seconds']:.0f} s; weights: {output}", highlight=False)
+
+
+@cli.command()
+@click.option("--method", "-m", required=True)
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="SR volume to write.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Weights of a learned method.")
+@click.option("--like", type=click.Path(path_type=Path), default=None, help="Take the output grid from this image.")
+@click.option("--spacing", default=None, help="Output spacing x,y,z in mm (the LR extent is kept).")
+@click.option("--preset", default="tiny", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True)
+def infer(method, input_path, output_path, checkpoint, like, spacing, preset, seed, device):
+    """Super-resolve a whole volume with any method; the output keeps correct geometry."""
+    from .infer import infer as do_infer
+
+    values = None
+    if spacing is not None:
+        try:
+            values = [float(v) for v in spacing.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"expected x,y,z in mm, got {spacing!r}", param_hint="--spacing") from None
+    do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device)
+    err.print(f"wrote {output_path}")
+
+
 @cli.command()
 @click.option("--pred", required=True, type=click.Path(path_type=Path), help="Predicted volume.")
 @click.option("--ref", required=True, type=click.Path(path_type=Path), help="Reference (HR) volume.")

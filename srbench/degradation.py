@@ -32,7 +32,8 @@ class Degradation:
 class Resample(Degradation):
     """SimpleITK resampling to a coarser grid, given per-axis ``factors`` or a target ``spacing`` (mm, x y z).
 
-    The LR grid covers the same physical extent: voxel centres shift by half the spacing difference.
+    The LR grid keeps the HR grid's centre and direction, and its physical extent up to the rounding of the
+    size (size = round(extent / spacing)).
     ``antialias`` blurs first with a Gaussian whose FWHM brings the resolution to the target spacing
     (sigma = sqrt(s_new^2 - s_old^2) / 2.355 per axis), as a scanner's larger voxels would.
     """
@@ -43,11 +44,8 @@ class Resample(Degradation):
                  protocol: str | None = None):
         if (factors is None) == (spacing is None):
             raise SRBenchError("resample: give exactly one of factors or spacing")
-        self.factors = tuple(float(f) for f in factors) if factors is not None else None
-        self.spacing = tuple(float(s) for s in spacing) if spacing is not None else None
-        for values in (self.factors, self.spacing):
-            if values is not None and (len(values) != 3 or min(values) <= 0):
-                raise SRBenchError(f"resample: expected three positive values, got {values}")
+        self.factors = _three_positive("factors", factors) if factors is not None else None
+        self.spacing = _three_positive("spacing", spacing) if spacing is not None else None
         sitk_interpolator(interpolator)  # fail early on an unknown name
         self.interpolator = interpolator
         self.antialias = bool(antialias)
@@ -65,16 +63,33 @@ class Resample(Degradation):
     def apply(self, hr: sitk.Image, seed: int = 0) -> sitk.Image:
         old_spacing = np.array(hr.GetSpacing())
         new_spacing = self.target_spacing(hr)
-        extent = np.array(hr.GetSize()) * old_spacing
-        new_size = [max(1, int(round(e / s))) for e, s in zip(extent, new_spacing)]
+        old_size = np.array(hr.GetSize())
+        new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+        # Same centre as the HR grid (the extent is kept up to the rounding of the size).
         direction = np.array(hr.GetDirection()).reshape(3, 3)
-        origin = np.array(hr.GetOrigin()) + direction @ ((new_spacing - old_spacing) / 2.0)
+        shift = ((old_size - 1) * old_spacing - (new_size - 1) * new_spacing) / 2.0
+        origin = np.array(hr.GetOrigin()) + direction @ shift
+        new_size = [int(n) for n in new_size]
         source = hr
         if self.antialias:
             sigma = np.sqrt(np.clip(new_spacing ** 2 - old_spacing ** 2, 0.0, None)) / FWHM_PER_SIGMA
-            source = sitk.SmoothingRecursiveGaussian(hr, [float(s) for s in sigma])
+            # Axis by axis: ITK rejects sigma 0, which an axis that is not coarsened has.
+            for axis, s in enumerate(sigma):
+                if s > 0:
+                    source = sitk.RecursiveGaussian(source, float(s), False,
+                                                    sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
         return sitk.Resample(source, new_size, sitk.Transform(), sitk_interpolator(self.interpolator),
                              origin.tolist(), new_spacing.tolist(), hr.GetDirection(), 0.0, sitk.sitkFloat32)
+
+
+def _three_positive(what: str, values) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise SRBenchError(f"resample: {what} must be three positive numbers (x,y,z), got {values!r}") from None
+    if len(out) != 3 or not all(math.isfinite(v) and v > 0 for v in out):
+        raise SRBenchError(f"resample: {what} must be three positive numbers (x,y,z), got {values!r}")
+    return out
 
 
 # The paper's protocols (Safari et al. 2025): prostate T2w 0.66x0.66x1.5 mm -> 2x2x3 mm; brain T1 map x3

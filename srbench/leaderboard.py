@@ -23,14 +23,20 @@ def _row(r: dict) -> dict:
     card = r.get("method_card", {})
     row = {"method": card.get("name"), "preset": card.get("preset"), "dataset": r["dataset"]["name"],
            "degradation": r["config"]["degradation"], "n_slices": r["n_slices"]}
+    summary = _lower_keys(r["summary"]["per_slice"])
     for m in METRICS:
-        s = r["summary"]["per_slice"].get(m)
+        s = summary.get(m)
         row[f"{m}_mean"] = s["mean"] if s else np.nan
         row[f"{m}_std"] = s["std"] if s else np.nan
     row.update(sec_per_slice=r["timings"]["sec_per_slice"], parameters=card.get("parameters"),
                sampling_steps=card.get("sampling_steps"), weights=r.get("weights", {}).get("source"),
                run_id=r["run_id"], finished_at=r["finished_at"])
     return row
+
+
+def _lower_keys(d: dict) -> dict:
+    # Records name metrics as the metric does ("PSNR" in older records); the columns are lower case.
+    return {k.lower(): v for k, v in d.items()}
 
 
 def load_table(results_dir: Path, dataset: str | None = None, degradation: str | None = None) -> pd.DataFrame:
@@ -44,7 +50,8 @@ def load_table(results_dir: Path, dataset: str | None = None, degradation: str |
         df = df[df.dataset == dataset]
     if degradation:
         df = df[df.degradation == degradation]
-    df = df.sort_values("finished_at").groupby(KEY, as_index=False).last()
+    # The newest run of each key, whole: groupby().last() would fill its missing values from older runs.
+    df = df.sort_values("finished_at", kind="stable").drop_duplicates(KEY, keep="last")
     return df.sort_values(["dataset", "degradation", "psnr_mean"], ascending=[True, True, False]).reset_index(drop=True)
 
 
@@ -52,7 +59,7 @@ def directions(results_dir: Path) -> dict:
     """Metric name -> "higher"/"lower", as recorded by the runs (PSNR, SSIM higher; GMSD, LPIPS lower)."""
     out = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}
     for p in rec.find_records(results_dir)[:1]:
-        out.update({k: v["direction"] for k, v in rec.load_record(p).get("metrics", {}).items()})
+        out.update({k: v["direction"] for k, v in _lower_keys(rec.load_record(p).get("metrics", {})).items()})
     return out
 
 

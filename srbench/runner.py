@@ -212,3 +212,36 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
     rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
     rec.atomic_write_json(out_dir / rec.RECORD, record)
     return out_dir, True
+
+
+def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,
+          max_minutes: float | None = None, console: Console | None = None) -> dict:
+    """Train a method on a dataset's train split; write ``output`` (weights) and ``output.json`` (record).
+
+    Interrupted training resumes from ``workdir``'s checkpoint when the same command is run again.
+    """
+    console = console or Console(stderr=True)
+    method_cls = lookup("methods", opts.method)
+    if not method_cls.trains:
+        raise SRBenchError(f"method {opts.method!r} does not train")
+    dataset = lookup("datasets", opts.dataset)(root=opts.data_root)
+    deg_spec = opts.degradation or dataset.default_degradation
+    _, degradation = make_degradation(deg_spec)
+    method: Method = method_cls(preset=opts.preset, device=opts.device, seed=opts.seed)
+    if steps is not None:
+        method.settings["train"]["steps"] = steps
+    if max_minutes is not None:
+        method.settings["train"]["max_seconds"] = max_minutes * 60
+    workdir = Path(workdir or Path("runs") / "train" / f"{method.name}-{dataset.name}-{opts.preset}-seed{opts.seed}")
+    manifest = dataset.manifest()
+    train_pairs = training_pairs(dataset, "train", degradation, method, opts.seed)
+    val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
+    record = method.fit(train_pairs, val, workdir)
+    method.save(Path(output))
+    record = {"method": method.name, "preset": opts.preset, "dataset": dataset.name, "split_hash": manifest.hash,
+              "degradation": degradation.params(), "seed": opts.seed, "method_card": method.card(),
+              "weights_sha256": sha256_file(output), "versions": rec.versions(), "git_sha": rec.git_sha(),
+              "hardware": rec.hardware(method.device), "training": record,
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    rec.atomic_write_json(Path(output).with_suffix(".json"), record)
+    return record

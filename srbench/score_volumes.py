@@ -43,7 +43,13 @@ def score_volumes(pred_path: Path, ref_path: Path, mask_path: Path | None = None
     summary = summarise(scores.values)
     slices = []
     for i, k in enumerate(keep):
-        slices.append({"index": k, **{n: float(v[i]) for n, v in scores.values.items() if v is not None}})
-    return {"metrics": {n: (None if s is None else {"mean": s["mean"], "std": s["std"]}) for n, s in summary.items()},
+        slices.append({"index": k, **{n.lower(): float(v[i]) for n, v in scores.values.items() if v is not None}})
+    # Lower-case keys whatever the metrics call themselves; NaN (the SD of one slice) becomes null, as JSON has no NaN.
+    return {"metrics": {n.lower(): (None if s is None else {"mean": _finite(s["mean"]), "std": _finite(s["std"])})
+                        for n, s in summary.items()},
             "slices": slices, "skipped": skipped,
-            "unavailable": {m.name: m.unavailable_reason() for m in metrics if m.unavailable_reason()}}
+            "unavailable": {m.name.lower(): m.unavailable_reason() for m in metrics if m.unavailable_reason()}}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None

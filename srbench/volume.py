@@ -5,7 +5,11 @@ Axial slices are the first NumPy axis of ``SimpleITK.GetArrayFromImage`` (z, y, 
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,23 +37,81 @@ def read_volume(path: str | os.PathLike) -> sitk.Image:
     if not path.exists():
         raise SRBenchError(f"{path}: no such file or directory")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                raise SRBenchError(f"{path}: directory holds no DICOM series")
-            reader.SetFileNames(files)
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(str(path))
+        with _native_stderr_silenced():
+            if path.is_dir():
+                reader = sitk.ImageSeriesReader()
+                files = reader.GetGDCMSeriesFileNames(str(path))
+                if not files:
+                    raise SRBenchError(f"{path}: directory holds no DICOM series")
+                reader.SetFileNames(files)
+                image = reader.Execute()
+            else:
+                image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         reason = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "unreadable")
         raise SRBenchError(f"{path}: cannot read volume ({reason.strip()[:160]})") from None
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        problem = _nifti_problem(path)
+        if problem:
+            raise SRBenchError(f"{path}: cannot read volume ({problem})")
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SRBenchError(f"{path}: expected a 3-D scalar volume, got {image.GetDimension()}-D with "
                            f"{image.GetNumberOfComponentsPerPixel()} component(s)")
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """ITK's readers also print to C++ stderr before raising; the error is reported once, in one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _nifti_problem(path: Path) -> str | None:
+    """Why a NIfTI file's data is incomplete, or None: ITK zero-fills a truncated NIfTI without a word."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(540)
+            size = len(head)
+            while chunk := fh.read(1 << 22):
+                size += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:  # a cut or damaged gzip stream
+        return f"{type(exc).__name__}: {exc}"
+    expected = _nifti_nbytes(head)
+    if expected is not None and size < expected:
+        return f"truncated: {size} bytes, the header declares {expected}"
+    return None
+
+
+def _nifti_nbytes(head: bytes) -> int | None:
+    """Header + data bytes a NIfTI-1 or NIfTI-2 header declares (None if ``head`` is neither)."""
+    for endian in "<>":
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+        elif len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            dims = struct.unpack(endian + "8q", head[16:80])
+            offset = struct.unpack(endian + "q", head[168:176])[0]
+        else:
+            continue
+        if not 1 <= dims[0] <= 7:
+            return None
+        return offset + int(np.prod(dims[1:dims[0] + 1], dtype=np.int64)) * bitpix // 8
+    return None
 
 
 def write_volume(image: sitk.Image, path: str | os.PathLike) -> None:
@@ -58,8 +120,15 @@ def write_volume(image: sitk.Image, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes) or ".nii.gz"
     tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    sitk.WriteImage(image, str(tmp))
-    os.replace(tmp, path)
+    try:
+        sitk.WriteImage(image, str(tmp))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # a failed write leaves neither a half file nor a stray temporary
+        if isinstance(exc, RuntimeError):
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "write failed"
+            raise SRBenchError(f"{path}: cannot write volume ({reason.strip()[:160]})") from None
+        raise
 
 
 def to_array(image: sitk.Image) -> np.ndarray:

@@ -192,9 +192,13 @@ class ResShiftDiffusion:
             eps = model_output
         return (x_t - eps - _gather(self.etas, t, nd) * y) / _gather(1 - self.etas, t, nd)
 
-    def p_mean_variance(self, model_fn: ModelFn, x_t, y, t, clip: bool = True) -> dict:
-        """Network call ``model_fn(x_t, original_t, y)`` and the Gaussian p(x_{t-1} | x_t, y)."""
-        out = model_fn(self.scale_input(x_t, t), self.map_timesteps(t), y)
+    def p_mean_variance(self, model_fn: ModelFn, x_t, y, t, clip: bool = True, lq=None) -> dict:
+        """Network call ``model_fn(x_t, original_t, lq)`` and the Gaussian p(x_{t-1} | x_t, y).
+
+        ``lq`` is the network's condition; it defaults to ``y`` (they differ only when the network
+        takes a larger low-quality image through its feature extractor).
+        """
+        out = model_fn(self.scale_input(x_t, t), self.map_timesteps(t), y if lq is None else lq)
         pred = self.predict_xstart(out, x_t, y, t)
         if clip:
             pred = pred.clamp(-1, 1)
@@ -202,9 +206,9 @@ class ResShiftDiffusion:
         return {"mean": mean, "variance": var, "log_variance": log_var,
                 "pred_xstart": pred, "model_output": out}
 
-    def p_sample(self, model_fn: ModelFn, x, y, t, noise=None, clip: bool = True) -> dict:
+    def p_sample(self, model_fn: ModelFn, x, y, t, noise=None, clip: bool = True, lq=None) -> dict:
         """One reverse step; the noise is drawn (or used) at every step, and zeroed where t == 0."""
-        out = self.p_mean_variance(model_fn, x, y, t, clip=clip)
+        out = self.p_mean_variance(model_fn, x, y, t, clip=clip, lq=lq)
         noise = torch.randn_like(x) if noise is None else noise
         nonzero = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
         out["sample"] = out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
@@ -212,14 +216,14 @@ class ResShiftDiffusion:
 
     @torch.no_grad()
     def p_sample_loop(self, model_fn: ModelFn, y, noises=None, generator: torch.Generator | None = None,
-                      clip: bool = True, return_intermediates: bool = False):
+                      clip: bool = True, return_intermediates: bool = False, lq=None):
         """Sample x_0 from y: prior, then steps t = T-1 .. 0.
 
         ``noises`` (T+1 tensors shaped like y, or a stacked tensor): noises[0] for the prior,
         noises[k] for the k-th step.  Otherwise noise comes from ``generator`` or, without one,
         from the global RNG in the official order (prior, then one draw after each network call).
         With ``return_intermediates`` returns a dict: final, x_T, samples, pred_xstart, means
-        (stacked over steps) and t_sequence.
+        (stacked over steps) and t_sequence.  ``lq``: network condition if not ``y``.
         """
         if noises is not None and len(noises) != self.num_timesteps + 1:
             raise ValueError(f"need {self.num_timesteps + 1} noises, got {len(noises)}")
@@ -236,7 +240,7 @@ class ResShiftDiffusion:
         record = {"samples": [], "pred_xstart": [], "means": []}
         for k, i in enumerate(steps, start=1):
             t = torch.full((y.shape[0],), i, dtype=torch.long, device=y.device)
-            out = self.p_sample(model_fn, x, y, t, noise=draw(k), clip=clip)
+            out = self.p_sample(model_fn, x, y, t, noise=draw(k), clip=clip, lq=lq)
             x = out["sample"]
             if return_intermediates:
                 for key, name in (("samples", "sample"), ("pred_xstart", "pred_xstart"), ("means", "mean")):
@@ -248,11 +252,11 @@ class ResShiftDiffusion:
         return result
 
     # ---------------------------------------------------------------- training
-    def training_losses(self, model_fn: ModelFn, x0, y, t, noise=None) -> dict:
+    def training_losses(self, model_fn: ModelFn, x0, y, t, noise=None, lq=None) -> dict:
         """Per-sample MSE of the network output against its target (x0 for ``xstart``)."""
         noise = torch.randn_like(x0) if noise is None else noise
         x_t = self.q_sample(x0, y, t, noise)
-        out = model_fn(self.scale_input(x_t, t), self.map_timesteps(t), y)
+        out = model_fn(self.scale_input(x_t, t), self.map_timesteps(t), y if lq is None else lq)
         target = {"xstart": x0, "residual": y - x0, "epsilon": noise,
                   "epsilon_scale": noise * self.kappa * _gather(self.sqrt_etas, t, x0.dim())}[self.predict_type]
         mse = ((target - out) ** 2).mean(dim=list(range(1, x0.dim())))
