@@ -102,14 +102,16 @@ def _print_run_summary(record: dict) -> None:
 @click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Checkpoints (resume from here).")
 @click.option("--steps", type=int, default=None, help="Override the preset's number of training steps.")
 @click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this long; rerun resumes.")
-def train_cmd(method, dataset, degradation, preset, seed, device, data_root, output, workdir, steps, max_minutes):
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (preset default).")
+def train_cmd(method, dataset, degradation, preset, seed, device, data_root, output, workdir, steps, max_minutes,
+              checkpoint_every):
     """Train METHOD on a dataset's train split and write its weights and training record."""
     from .runner import RunOptions
     from .runner import train as do_train
 
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
                       device=device, data_root=data_root)
-    record = do_train(opts, output, workdir, steps, max_minutes, err)
+    record = do_train(opts, output, workdir, steps, max_minutes, err, checkpoint_every)
     t = record["training"]
     err.print(f"{t['steps']}/{t['target_steps']} steps in {t['seconds']:.0f} s; weights: {output}", highlight=False)
 

@@ -7,6 +7,7 @@ normalised to [0, 1]. Methods that need the LR grid itself (interpolators) overr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Method:
         if preset not in self.presets:
             raise SRBenchError(f"method {self.name!r} has no preset {preset!r}; presets: {', '.join(self.presets)}")
         self.preset = preset
-        self.settings = dict(self.presets[preset])
+        self.settings = copy.deepcopy(self.presets[preset])  # overrides must not leak into the class presets
         self.device = resolve_device(device)
         self.seed = seed
 

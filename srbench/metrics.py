@@ -33,7 +33,6 @@ __all__ = [
     "ALEXNET_URL", "alexnet_weights_path", "score_slices", "aggregate",
 ]
 
-PSNR_EPS = 1e-8  # piq.psnr adds this to the MSE: identical images score 10 log10(1e8) = 80 dB, not inf
 GMSD_T = 170 / 255**2  # Xue 2014's c = 170 for [0, 255] images, rescaled to data range 1 (piq's default)
 
 
@@ -52,13 +51,14 @@ class PSNR(Metric):
     """Peak signal-to-noise ratio over the whole image (piq.psnr, data range 1, reduction 'none')."""
 
     info = MetricInfo(
-        name="PSNR", direction=HIGHER, value_range=(0.0, 80.0),
+        name="psnr", direction=HIGHER, value_range=(0.0, 80.0),
         definition="10 log10(1 / (MSE + 1e-8)) dB per image, data range 1 (piq.psnr); identical images give 80 dB",
     )
 
     def compute(self, pred, ref):
         _check_unit_range(self.name, pred=pred, ref=ref)
-        # MSE <= 1 on [0, 1] images, so PSNR >= 0; the eps caps it at 80 dB (bias <= 4.3e-4 dB below 40 dB).
+        # piq adds eps = 1e-8 to the MSE: identical images score 10 log10(1e8) = 80 dB, not inf, and every
+        # PSNR is lowered by 10 log10(1 + 1e-8 / MSE) (<= 4.3e-4 dB below 40 dB). MSE <= 1, so PSNR >= 0.
         return piq.psnr(pred, ref, data_range=1.0, reduction="none")
 
 
@@ -74,7 +74,7 @@ class SSIM(Metric):
     """
 
     info = MetricInfo(
-        name="SSIM", direction=HIGHER, value_range=(-1.0, 1.0),
+        name="ssim", direction=HIGHER, value_range=(-1.0, 1.0),
         definition=("Wang 2004 mean SSIM: 11x11 Gaussian window sigma 1.5, K1 0.01, K2 0.03, valid filtering, "
                     "after f x f average pooling, f = max(1, round(min(H, W) / 256)) (piq.ssim)"),
     )
@@ -99,14 +99,14 @@ class GMSD(Metric):
     """
 
     info = MetricInfo(
-        name="GMSD", direction=LOWER, value_range=(0.0, 0.5),
+        name="gmsd", direction=LOWER, value_range=(0.0, 0.5),
         definition=("Xue 2014: 2x2 average pooling, Prewitt/3 gradient magnitudes, GMS with c = 170/255^2, "
                     "score = population SD of the GMS map (piq.gmsd)"),
     )
 
     def compute(self, pred, ref):
         _check_unit_range(self.name, pred=pred, ref=ref)
-        return piq.gmsd(pred, ref, data_range=1.0, reduction="none", t=GMSD_T * 1.1)
+        return piq.gmsd(pred, ref, data_range=1.0, reduction="none", t=GMSD_T)
 
 
 # --- LPIPS -------------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class LPIPS(Metric):
     """
 
     info = MetricInfo(
-        name="LPIPS", direction=LOWER, value_range=(0.0, math.inf),
+        name="lpips", direction=LOWER, value_range=(0.0, math.inf),
         definition=("Zhang 2018 LPIPS v0.1, AlexNet (ImageNet) trunk, lpips linear layers; grey repeated to "
                     "3 channels, [0, 1] mapped to [-1, 1]; one value per image"),
     )
@@ -180,7 +180,7 @@ class LPIPS(Metric):
         self.random_backbone = random_backbone
         self._weights_path = None if weights_path is None else Path(weights_path)
         if random_backbone:
-            self.info = MetricInfo(name="LPIPS[random-backbone]", direction=LOWER, value_range=(0.0, math.inf),
+            self.info = MetricInfo(name="lpips[random-backbone]", direction=LOWER, value_range=(0.0, math.inf),
                                    definition="LPIPS with a random AlexNet trunk: plumbing tests only, meaningless")
 
     @property
@@ -215,8 +215,8 @@ class LPIPS(Metric):
         net = self.network(pred.device)  # raises MetricUnavailable before any number exists
         _check_unit_range(self.name, pred=pred, ref=ref)
         with torch.no_grad():
-            x = pred.float().repeat(1, 3, 1, 1) * 2 - 1
-            y = ref.float().repeat(1, 3, 1, 1) * 2 - 1
+            x = pred.repeat(1, 3, 1, 1) * 2 - 1
+            y = ref.repeat(1, 3, 1, 1) * 2 - 1
             return net(x, y).reshape(-1)  # (N, 1, 1, 1) spatial average -> (N,)
 
 
@@ -238,6 +238,8 @@ def score_slices(pred: np.ndarray, ref: np.ndarray, metrics, batch_size: int = 3
     ref = np.asarray(ref)
     if pred.ndim != 3 or pred.shape != ref.shape:
         raise ValueError(f"score_slices: expected two (N, H, W) stacks of one shape, got {pred.shape} and {ref.shape}")
+    if len(pred) == 0:
+        raise ValueError("score_slices: no slices")
     for which, a in (("pred", pred), ("ref", ref)):
         if not np.isfinite(a).all():
             raise ValueError(f"score_slices: {which} has {int((~np.isfinite(a)).sum())} non-finite values")

@@ -215,7 +215,8 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
 
 
 def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,
-          max_minutes: float | None = None, console: Console | None = None) -> dict:
+          max_minutes: float | None = None, console: Console | None = None,
+          checkpoint_every: int | None = None) -> dict:
     """Train a method on a dataset's train split; write ``output`` (weights) and ``output.json`` (record).
 
     Interrupted training resumes from ``workdir``'s checkpoint when the same command is run again.
@@ -232,6 +233,8 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
         method.settings["train"]["steps"] = steps
     if max_minutes is not None:
         method.settings["train"]["max_seconds"] = max_minutes * 60
+    if checkpoint_every is not None:
+        method.settings["train"]["checkpoint_every"] = checkpoint_every
     workdir = Path(workdir or Path("runs") / "train" / f"{method.name}-{dataset.name}-{opts.preset}-seed{opts.seed}")
     manifest = dataset.manifest()
     train_pairs = training_pairs(dataset, "train", degradation, method, opts.seed)

@@ -155,11 +155,13 @@ class ResSRDiff(Method):
         state, meta = _read_state(path)
         if meta.get("head"):
             self.head = meta["head"]
-        missing, unexpected = self.net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise SRBenchError(f"{path}: weights do not fit res-srdiff preset {self.preset!r} "
-                               f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
-                               f"{(missing or unexpected)[0]})")
+        expected = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        wrong = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        if wrong:
+            raise SRBenchError(f"{path}: weights do not fit res-srdiff preset {self.preset!r} ({len(wrong)} "
+                               f"tensors missing, extra or of another shape, e.g. {wrong[0]})")
+        self.net.load_state_dict(state)
         self.net.to(self.device).eval()
 
     # --- inference ---------------------------------------------------------------------------------
