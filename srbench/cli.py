@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -235,7 +236,8 @@ def metrics(as_json):
     """List metrics with their direction, range and definition."""
     reg = plugins.get_registry()
     recs = [{"name": n, "plugin": reg.owners[("metrics", n)], "direction": m.direction,
-             "range": list(m.info.value_range), "definition": m.info.definition,
+             # JSON has no Infinity: an open end of the range is null.
+             "range": [v if math.isfinite(v) else None for v in m.info.value_range], "definition": m.info.definition,
              "unavailable": m.unavailable_reason()} for n, m in sorted(reg.metrics.items())]
     _report_failures()
     _print_table("metrics", ["name", "plugin", "better", "range", "definition", "available"],
@@ -256,6 +258,11 @@ def list_plugins(as_json):
                  [[r["name"], r["distribution"], r["version"], ", ".join(r["hooks"]),
                    "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registers"].items())] for r in recs], False, recs)
     _report_failures()
+
+
+from .stats_cli import register as _register_stats  # noqa: E402 - the command lives beside its module
+
+_register_stats(cli)
 
 
 def _add_plugin_commands() -> None:

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from .method import SlicePairs
 
@@ -141,7 +141,8 @@ class _Loop:
         path = self.workdir / CHECKPOINT
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # On the CPU first: RNG states must stay CPU tensors; networks and optimizers copy onto their devices.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self._load_networks_state(state)
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
@@ -193,8 +194,26 @@ class _Loop:
                 "loss_history": self.history[-50:]}
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """EMA decay with warm-up, min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's num_updates rule).
+
+    A fixed 0.999 would leave 37 % of the first step's weights in the average after 1,000 steps, which ruins
+    the short CPU-sized trainings; the warm-up reaches the nominal decay after ~9,000 steps.
+    """
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 def _ema(model: torch.nn.Module, decay: float) -> AveragedModel:
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged):
+        d = ema_decay_at(decay, int(num_averaged))
+        if ema_params[0].is_floating_point() or ema_params[0].is_complex():  # tensors come grouped by dtype
+            torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        else:  # integer buffers (e.g. Swin's relative-position index) are copied, not averaged
+            for ema_param, param in zip(ema_params, params):
+                ema_param.copy_(param)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 class Trainer(_Loop):
@@ -320,7 +339,7 @@ class MultiTrainer(_Loop):
         for name, ema in self.emas.items():
             ema.update_parameters(self.models[name])
         self.step += 1
-        return {k: float(v) for k, v in logs.items()}
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
 
     def inference_model(self, name: str) -> torch.nn.Module:
         """Network ``name``: its EMA weights when it keeps an EMA, else the raw network."""

@@ -74,10 +74,18 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
         pm.enable_tracing()
     allowed = _allowed()
-    for ep in importlib.metadata.entry_points(group=GROUP):
+    eps = importlib.metadata.entry_points(group=GROUP)
+    for name in sorted((allowed or set()) - {ep.name for ep in eps}):  # a typo must not pass for "loaded"
+        _failures.append(PluginFailure(name, "?", "?", "import", "named in SRBENCH_LOAD_PLUGINS but not installed"))
+    for ep in eps:
         if allowed is not None and ep.name not in allowed:
             continue
         if pm.get_plugin(ep.name) is not None:
+            # Two distributions use one entry-point name: only the first loads; say so instead of hiding it.
+            dist, version = _dist_of(ep)
+            taken_by = _plugin_dist(pm, ep.name)[0]
+            _failures.append(PluginFailure(ep.name, dist, version, "import",
+                                           f"entry-point name {ep.name!r} is already taken by {taken_by}; skipped"))
             continue
         try:
             # pluggy's own loader, one entry point at a time, so one failure does not stop the rest.

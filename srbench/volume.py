@@ -51,14 +51,16 @@ def read_volume(path: str | os.PathLike) -> sitk.Image:
         first = str(exc).strip().splitlines()
         reason = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "unreadable")
         raise SRBenchError(f"{path}: cannot read volume ({reason.strip()[:160]})") from None
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        problem = _nifti_problem(path)
-        if problem:
-            raise SRBenchError(f"{path}: cannot read volume ({problem})")
+    nonfinite = _nifti_scan(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SRBenchError(f"{path}: expected a 3-D scalar volume, got {image.GetDimension()}-D with "
                            f"{image.GetNumberOfComponentsPerPixel()} component(s)")
-    return sitk.Cast(image, sitk.sitkFloat32)
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    if nonfinite is not None and nonfinite.size:
+        array = sitk.GetArrayFromImage(image)
+        array.flat[nonfinite] = np.nan  # ITK reads NIfTI NaN as 0; put them back so callers can refuse them
+        image = from_array(array, image)
+    return image
 
 
 @contextlib.contextmanager
@@ -78,39 +80,51 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _nifti_problem(path: Path) -> str | None:
-    """Why a NIfTI file's data is incomplete, or None: ITK zero-fills a truncated NIfTI without a word."""
+def _nifti_scan(path: Path) -> np.ndarray | None:
+    """Flat indices of a NIfTI file's non-finite voxels (None: not a header we know); error if it is cut short.
+
+    ITK reads a truncated NIfTI as zeros, and NaN as 0, without a word: both are checked on the raw data.
+    """
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            head = fh.read(540)
-            size = len(head)
-            while chunk := fh.read(1 << 22):
-                size += len(chunk)
+            header = _nifti_header(fh.read(540))
+            if header is None:
+                return None
+            offset, count, dtype, floating = header
+            fh.seek(offset)
+            done, bad = 0, []
+            while chunk := fh.read(dtype.itemsize << 20):
+                if floating:
+                    values = np.frombuffer(chunk, dtype, count=min(len(chunk) // dtype.itemsize, count - done))
+                    bad.append(np.flatnonzero(~np.isfinite(values)) + done)
+                done += len(chunk) // dtype.itemsize
     except (OSError, EOFError, zlib.error) as exc:  # a cut or damaged gzip stream
-        return f"{type(exc).__name__}: {exc}"
-    expected = _nifti_nbytes(head)
-    if expected is not None and size < expected:
-        return f"truncated: {size} bytes, the header declares {expected}"
-    return None
+        raise SRBenchError(f"{path}: cannot read volume ({type(exc).__name__}: {exc})") from None
+    if done < count:
+        raise SRBenchError(f"{path}: cannot read volume (truncated: {done} of the {count} voxels in its header)")
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
-def _nifti_nbytes(head: bytes) -> int | None:
-    """Header + data bytes a NIfTI-1 or NIfTI-2 header declares (None if ``head`` is neither)."""
+def _nifti_header(head: bytes):
+    """(data offset, voxel count, dtype, is float) from a NIfTI-1 or NIfTI-2 header, or None."""
     for endian in "<>":
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            code, bitpix = struct.unpack(endian + "2h", head[70:74])
             offset = int(struct.unpack(endian + "f", head[108:112])[0])
         elif len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            code, bitpix = struct.unpack(endian + "2h", head[12:16])
             dims = struct.unpack(endian + "8q", head[16:80])
             offset = struct.unpack(endian + "q", head[168:176])[0]
         else:
             continue
-        if not 1 <= dims[0] <= 7:
+        if not 1 <= dims[0] <= 7 or bitpix <= 0 or bitpix % 8:
             return None
-        return offset + int(np.prod(dims[1:dims[0] + 1], dtype=np.int64)) * bitpix // 8
+        count = int(np.prod(dims[1:dims[0] + 1], dtype=np.int64))
+        floating = {16: "f4", 64: "f8"}.get(code)  # NIfTI datatype codes of float32 and float64
+        dtype = np.dtype(endian + floating) if floating else np.dtype(f"V{bitpix // 8}")
+        return offset, count, dtype, floating is not None
     return None
 
 

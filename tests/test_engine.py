@@ -94,3 +94,23 @@ def test_patch_sampler_prefers_tissue_and_is_reproducible():
     lr_b, hr_b = b()
     assert torch.equal(hr_a, hr_b) and hr_a.shape == (8, 1, 16, 16)
     assert ((hr_a > 0).float().mean(dim=(1, 2, 3)) >= 0.5).all()
+
+
+def test_ema_warm_up_forgets_the_first_steps():
+    from srbench.engine import _ema, ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 100_000) == 0.999
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = _ema(model, 0.999)
+    ema.update_parameters(model)  # the first update copies the weights after the first step (here 0)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(999):
+        ema.update_parameters(model)
+    # Expected: the product of the per-update decays is what remains of the first step's 0.
+    remaining = 1.0
+    for n in range(1, 1000):
+        remaining *= ema_decay_at(0.999, n)
+    assert float(ema.module.weight.detach()) == pytest.approx(1.0 - remaining, abs=1e-5)
+    assert float(ema.module.weight.detach()) > 0.98  # a fixed 0.999 would give ~0.63

@@ -1,0 +1,109 @@
+"""``srbench stats``: per metric, the normality decision, the omnibus test and the pairwise p-value matrix.
+
+Added to the command-line group by :func:`register` (``srbench.cli`` calls it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import stats as st
+from .errors import SRBenchError
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``stats`` command to ``cli``."""
+    cli.add_command(stats_command)
+
+
+@click.command("stats")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=None,
+              help="Where run records are (default: $SRBENCH_RESULTS or ./leaderboards).")
+@click.option("--dataset", "-d", required=True, help="Dataset whose runs to compare.")
+@click.option("--degradation", "-g", default=None, help="Degradation (needed when the dataset has several).")
+@click.option("--protocol", type=click.Choice(st.PROTOCOLS), default="paper", show_default=True,
+              help="paper: Shapiro-Wilk on residuals -> ANOVA + Tukey HSD or Kruskal-Wallis + Dunn (Bonferroni); "
+                   "paired: Friedman + Wilcoxon signed-rank (Holm).")
+@click.option("--unit", type=click.Choice(st.UNITS), default="slice", show_default=True,
+              help="slice (the paper's unit) or volume (mean per case first).")
+@click.option("--alpha", type=float, default=st.ALPHA, show_default=True, help="Significance level.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats_command(results_dir, dataset, degradation, protocol, unit, alpha, as_json):
+    """Test whether the methods' scores differ, per metric, and which methods are as good as the best."""
+    if results_dir is None:
+        from .runner import default_results_dir
+
+        results_dir = default_results_dir()
+    runs = st.select_runs(results_dir, dataset, degradation)
+    if len(runs) < 2:
+        raise SRBenchError(f"only one method ({next(iter(runs))}) has runs for dataset {dataset!r}; "
+                           "statistics need two or more")
+    report = st.analyse(st.scores_of(runs), st.directions_of(runs), protocol, unit, alpha)
+    header = {"dataset": dataset, "degradation": st.degradation_of(next(iter(runs.values()))),
+              "results_dir": str(results_dir), "runs": {k: r.get("run_id") for k, r in runs.items()}}
+    if as_json:
+        click.echo(json.dumps({**header, **report.to_dict()}, indent=2))
+    else:
+        _print(report, header)
+
+
+def _p(p) -> str:
+    if p is None:
+        return "—"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def _print(report: st.StatsReport, header: dict) -> None:
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    out.print(f"[bold]{header['dataset']}[/] / {header['degradation']}: {report.protocol} protocol, "
+              f"unit {report.unit}, alpha {report.alpha}", highlight=False)
+    for res in report.metrics.values():
+        _print_metric(out, res)
+    for metric, why in report.skipped.items():
+        err.print(f"[yellow]{metric}:[/] {why}", highlight=False)
+
+
+def _print_metric(out: Console, res: st.MetricStats) -> None:
+    arrow = "higher" if res.direction == "higher" else "lower"
+    out.print(f"\n[bold]{res.metric.upper()}[/] ({arrow} is better); n: "
+              + ", ".join(f"{m} {n}" for m, n in res.n.items()), highlight=False)
+    if res.excluded:
+        out.print(f"  left out (no scores): {', '.join(res.excluded)}", highlight=False)
+    if res.dropped:
+        out.print(f"  dropped {res.dropped} {res.unit}(s) not scored by every method", highlight=False)
+    if res.normality is not None:
+        nm = res.normality
+        verdict = {True: "normal", False: "not normal", None: "not testable"}[nm.normal]
+        stat = f"W = {nm.statistic:.4f}, p = {_p(nm.pvalue)}, " if nm.statistic is not None else ""
+        out.print(f"  {nm.test}: {stat}N = {nm.n} -> {verdict}" + (f" ({nm.note})" if nm.note else ""),
+                  highlight=False)
+    if not res.tested:
+        out.print(f"  {res.note}", highlight=False)
+    else:
+        sig = "significant" if res.significant else "not significant"
+        out.print(f"  {res.omnibus}: statistic = {res.statistic:.4g}, p = {_p(res.pvalue)} ({sig}); "
+                  f"pairwise: {res.posthoc}", highlight=False)
+        out.print(_matrix_table(res))
+    others = ", ".join(res.not_different_from_best) or "none"
+    out.print(f"  best: {res.best}; not significantly different from the best: {others}", highlight=False)
+
+
+def _matrix_table(res: st.MetricStats) -> Table:
+    table = Table(title=f"{res.metric.upper()}: adjusted p-values ({res.posthoc})", title_justify="left",
+                  caption=f"bold: p < {res.alpha}", caption_justify="left")
+    table.add_column("")
+    for m in res.pairwise.columns:
+        table.add_column(m, justify="right")
+    for row in res.pairwise.index:
+        cells = ["" if row == col else _cell(res.pairwise.loc[row, col], res.alpha) for col in res.pairwise.columns]
+        table.add_row(f"{row} (best)" if row == res.best else row, *cells)
+    return table
+
+
+def _cell(p: float, alpha: float) -> str:
+    return f"[bold]{_p(p)}[/]" if p < alpha else _p(p)
