@@ -85,6 +85,10 @@ def _print_run_summary(record: dict) -> None:
     parts = [f"{k.upper()} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items() if v]
     err.print(f"{record['method_card']['name']} on {record['dataset']['name']} ({record['n_slices']} slices, "
               f"{record['timings']['sec_per_slice']:.3g} s/slice): " + ", ".join(parts), highlight=False)
+    skipped = record["dataset"].get("skipped_cases") or []
+    if skipped:
+        err.print(f"[yellow]{len(skipped)} case(s) skipped[/] (reasons in the run record), e.g. {skipped[0][1]}",
+                  highlight=False)
     for name, meta in record["metrics"].items():
         if meta.get("unavailable"):
             err.print(f"[yellow]{name.upper()}:[/] {meta['unavailable']}", highlight=False)
@@ -169,23 +173,37 @@ def score(pred, ref, mask, device, as_json):
 @click.option("--results-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--dataset", default=None)
 @click.option("--degradation", default=None)
-@click.option("--format", "fmt", type=click.Choice(["csv", "html", "md"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "html", "md", "latex"]), default="md", show_default=True,
+              help="html: the full report (sortable table, box plots, qualitative panels; one self-contained file).")
+@click.option("--protocol", type=click.Choice(["paper", "paired"]), default="paper", show_default=True,
+              help="Statistics behind the asterisks: paper (Shapiro-Wilk -> ANOVA + Tukey HSD or Kruskal-Wallis + "
+                   "Dunn-Bonferroni) or paired (Friedman + Wilcoxon signed-rank, Holm).")
+@click.option("--unit", type=click.Choice(["slice", "volume"]), default="slice", show_default=True,
+              help="Unit of the statistics: slice (the paper's) or volume.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
+@click.option("--table-only", is_flag=True, help="html: the sortable table alone, without figures.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
-def leaderboard(results_dir, dataset, degradation, fmt, output):
-    """Build the leaderboard from run records."""
+def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, table_only, output):
+    """Build the leaderboard from run records (asterisk: difference from the best not significant)."""
     from . import leaderboard as lb
     from .record import atomic_write_text
     from .runner import default_results_dir
 
     results_dir = results_dir or default_results_dir()
-    df = lb.load_table(results_dir, dataset, degradation)
+    df, sig = lb.significance(lb.load_table(results_dir, dataset, degradation), protocol, unit, alpha)
     direction = lb.directions(results_dir)
     if fmt == "csv":
-        text = df.to_csv(index=False)
+        text = lb.to_csv(df)
+    elif fmt == "html" and not table_only:
+        from .report import to_report
+
+        text = to_report(df, direction, sig)
     elif fmt == "html":
-        text = lb.to_html(df, direction)
+        text = lb.to_html(df, direction, sig=sig)
+    elif fmt == "latex":
+        text = lb.to_latex(df, direction, sig)
     else:
-        text = lb.to_markdown(df, direction)
+        text = lb.to_markdown(df, direction, sig)
     if output:
         atomic_write_text(Path(output), text)
         err.print(f"wrote {output}")

@@ -1,22 +1,42 @@
-"""The leaderboard, built from run records (never kept by hand): CSV, Markdown and HTML.
+"""The leaderboard, built from run records (never kept by hand): CSV, Markdown, LaTeX and HTML.
 
 One row per method x preset x dataset x degradation: the most recently finished run. Tables show per-slice
-mean ± SD (the paper's convention); the best value of each metric is bold and the second underlined, within
-each dataset x degradation block.
+mean ± SD (the paper's convention); within each dataset x degradation block the best value of each metric is
+bold and the second underlined, and a method whose difference from the best is NOT significant gets an asterisk
+(the paper's Table 1). The asterisks come from :mod:`srbench.stats` (``analyse`` on the block's per-slice scores):
+protocol ``paper`` (Shapiro-Wilk on residuals -> ANOVA + Tukey HSD, or Kruskal-Wallis + Dunn with Bonferroni) or
+``paired`` (Friedman + Wilcoxon signed-rank with Holm), unit ``slice`` or ``volume``, alpha 0.05 unless told;
+every export states which were used and, per metric, which omnibus and post-hoc tests ran.
+
+CSV columns: ``method, preset, dataset, degradation, n_slices, <metric>_mean, <metric>_std`` (psnr, ssim, gmsd,
+lpips; empty when unavailable), ``sec_per_slice, parameters, sampling_steps, weights, run_id, finished_at`` and
+``<metric>_not_sig_from_best``: True when the row is not its block's best for that metric and its difference from
+the best is not significant (the asterisk), False otherwise (the best itself, or significantly different), empty
+when no statistics exist for that metric (unavailable metric, or the block's statistics failed: see the notes).
 """
 
 from __future__ import annotations
 
 import html
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import record as rec
+from . import stats as st
+from .errors import SRBenchError
 
 METRICS = ("psnr", "ssim", "gmsd", "lpips")
 KEY = ["dataset", "degradation", "method", "preset"]
+BLOCK = ["dataset", "degradation"]
+NOT_SIG = "{}_not_sig_from_best"
+COLUMNS = (["method", "preset", "dataset", "degradation", "n_slices"]
+           + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+           + ["sec_per_slice", "parameters", "sampling_steps", "weights", "run_id", "finished_at"]
+           + [NOT_SIG.format(m) for m in METRICS])
 
 
 def _row(r: dict) -> dict:
@@ -30,7 +50,7 @@ def _row(r: dict) -> dict:
         row[f"{m}_std"] = s["std"] if s else np.nan
     row.update(sec_per_slice=r["timings"]["sec_per_slice"], parameters=card.get("parameters"),
                sampling_steps=card.get("sampling_steps"), weights=r.get("weights", {}).get("source"),
-               run_id=r["run_id"], finished_at=r["finished_at"])
+               run_id=r["run_id"], finished_at=r["finished_at"], _dir=r["_dir"])
     return row
 
 
@@ -40,12 +60,13 @@ def _lower_keys(d: dict) -> dict:
 
 
 def load_table(results_dir: Path, dataset: str | None = None, degradation: str | None = None) -> pd.DataFrame:
-    """The leaderboard as a DataFrame (sorted by dataset, degradation, PSNR descending)."""
+    """The leaderboard as a DataFrame (sorted by dataset, degradation, PSNR descending).
+
+    Columns starting with ``_`` (``_dir``: the run directory) are internal and not exported."""
     rows = [_row(rec.load_record(p)) for p in rec.find_records(results_dir)]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=KEY + ["n_slices"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-                            + ["sec_per_slice"])
+        return pd.DataFrame(columns=[c for c in COLUMNS if not c.endswith("_not_sig_from_best")] + ["_dir"])
     if dataset:
         df = df[df.dataset == dataset]
     if degradation:
@@ -53,6 +74,11 @@ def load_table(results_dir: Path, dataset: str | None = None, degradation: str |
     # The newest run of each key, whole: groupby().last() would fill its missing values from older runs.
     df = df.sort_values("finished_at", kind="stable").drop_duplicates(KEY, keep="last")
     return df.sort_values(["dataset", "degradation", "psnr_mean"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    """The public columns (internal ``_`` columns dropped); unavailable values are empty cells."""
+    return df[[c for c in df.columns if not str(c).startswith("_")]].to_csv(index=False)
 
 
 def directions(results_dir: Path) -> dict:
@@ -66,76 +92,330 @@ def directions(results_dir: Path) -> dict:
 def ranks(df: pd.DataFrame, direction: dict) -> pd.DataFrame:
     """Per block and metric: 1 for the best mean, 2 for the second, 0 otherwise (NaN never ranks)."""
     out = pd.DataFrame(0, index=df.index, columns=list(METRICS))
-    for _, block in df.groupby(["dataset", "degradation"]):
+    for _, block in df.groupby(BLOCK):
         for m in METRICS:
             values = block[f"{m}_mean"].dropna()
-            order = values.sort_values(ascending=direction.get(m) == "lower").index
+            order = values.sort_values(ascending=direction.get(m) == "lower", kind="stable").index
             for place, idx in enumerate(order[:2], start=1):
                 out.loc[idx, m] = place
     return out
+
+
+# --- significance ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockStats:
+    """The statistics of one dataset x degradation block."""
+
+    dataset: str
+    degradation: str
+    labels: dict  # table row index -> the method's label in the statistics (name, or "name (preset)")
+    runs: dict = field(default_factory=dict)  # label -> run record
+    scores: pd.DataFrame | None = None  # long format, as stats.scores_of gives it
+    report: st.StatsReport | None = None
+    error: str | None = None  # why there are no statistics for this block
+
+
+@dataclass
+class Significance:
+    protocol: str = "paper"
+    unit: str = "slice"
+    alpha: float = st.ALPHA
+    blocks: list[BlockStats] = field(default_factory=list)
+
+
+def _labels(block: pd.DataFrame) -> dict:
+    counts = block["method"].value_counts()
+    return {i: r.method if counts[r.method] == 1 else f"{r.method} ({r.preset})" for i, r in block.iterrows()}
+
+
+def significance(df: pd.DataFrame, protocol: str = "paper", unit: str = "slice", alpha: float = st.ALPHA,
+                 ) -> tuple[pd.DataFrame, Significance]:
+    """``df`` with ``<metric>_not_sig_from_best`` columns, and the statistics behind them, per block.
+
+    The rows of a block are compared with :func:`srbench.stats.analyse` on their runs' scores. A block whose
+    scores cannot be read or tested (e.g. a missing scores.csv) gets no marks and an ``error``, not a crash."""
+    if protocol not in st.PROTOCOLS:
+        raise SRBenchError(f"unknown protocol {protocol!r}; expected one of {', '.join(st.PROTOCOLS)}")
+    if unit not in st.UNITS:
+        raise SRBenchError(f"unknown unit {unit!r}; expected one of {', '.join(st.UNITS)}")
+    if not 0 < alpha < 1:
+        raise SRBenchError(f"alpha must be between 0 and 1, got {alpha}")
+    out = df.copy()
+    for m in METRICS:
+        out[NOT_SIG.format(m)] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    result = Significance(protocol, unit, alpha)
+    if out.empty:
+        return out, result
+    for (dataset, degradation), block in out.groupby(BLOCK, sort=False):
+        labels = _labels(block)
+        bs = BlockStats(str(dataset), str(degradation), labels)
+        result.blocks.append(bs)
+        try:
+            bs.runs = {labels[i]: rec.load_record(Path(r["_dir"]) / rec.RECORD) for i, r in block.iterrows()}
+            bs.scores = st.scores_of(bs.runs)
+            metrics = [m for m in METRICS if m in bs.scores.columns]
+            with warnings.catch_warnings():  # scipy's Wilcoxon on all-zero differences (identical methods):
+                warnings.simplefilter("ignore", RuntimeWarning)  # p is NaN, which stats reads as "no difference"
+                bs.report = st.analyse(bs.scores, st.directions_of(bs.runs), protocol, unit, alpha, metrics)
+        except (SRBenchError, OSError, KeyError, ValueError) as exc:
+            bs.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SRBenchError) else str(exc)
+            continue
+        for m, res in bs.report.metrics.items():
+            for i, label in labels.items():
+                if label in res.means:
+                    out.at[i, NOT_SIG.format(m)] = label in res.not_different_from_best
+    return out, result
+
+
+def _marked(df: pd.DataFrame) -> pd.DataFrame:
+    """Row x metric: True where the asterisk goes."""
+    cols = {m: (df[NOT_SIG.format(m)] == True) if NOT_SIG.format(m) in df else False  # noqa: E712 - None-safe
+            for m in METRICS}
+    return pd.DataFrame(cols, index=df.index).astype(bool)
+
+
+PROTOCOL_TEXT = {
+    "paper": ("paper protocol: per metric, Shapiro–Wilk on the residuals of score ~ method (normal when "
+              "p > α); normal: one-way ANOVA + Tukey HSD, otherwise Kruskal–Wallis + Dunn's test with "
+              "Bonferroni adjustment"),
+    "paired": ("paired protocol: per metric, Friedman (the Wilcoxon signed-rank test itself with two methods) + "
+               "pairwise Wilcoxon signed-rank with Holm adjustment, on the units every method scored"),
+}
+UNIT_TEXT = {"slice": "unit: test slice (the paper's)", "volume": "unit: test volume (mean over its slices)"}
+
+
+def _p(p) -> str:
+    return "—" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+
+
+def stats_notes(sig: Significance | None) -> list[str]:
+    """Plain-text lines for under a table: the marks' meaning, the protocol, and per block the tests run."""
+    if sig is None:
+        return []
+    lines = [f"* = difference from the best (bold) NOT significant at α = {sig.alpha:g} "
+             f"({PROTOCOL_TEXT[sig.protocol]}; {UNIT_TEXT[sig.unit]}). Best = best mean in the metric's direction "
+             "over the units tested; with no test possible, every method counts as not different."]
+    for b in sig.blocks:
+        lines.append(f"{b.dataset} / {b.degradation}: " + _block_text(b))
+    return lines
+
+
+def _block_text(b: BlockStats) -> str:
+    if b.error:
+        return f"no statistics ({b.error})"
+    parts = []
+    for m in METRICS:
+        res = b.report.metrics.get(m)
+        if res is None:
+            if m in b.report.skipped:
+                parts.append(f"{m.upper()} {b.report.skipped[m]}")
+            continue
+        if not res.tested:
+            parts.append(f"{m.upper()} {res.note}")
+            continue
+        text = f"{m.upper()} {res.omnibus} p = {_p(res.pvalue)} + {res.posthoc}"
+        if res.normality is not None and res.normality.pvalue is not None:
+            text += f" (Shapiro–Wilk p = {_p(res.normality.pvalue)})"
+        if res.dropped:
+            text += f", {res.dropped} {res.unit}(s) not scored by every method dropped"
+        parts.append(text)
+    return "; ".join(parts) + "."
+
+
+# --- formatting -----------------------------------------------------------------------------------------------
+
+DIGITS = {"psnr": 2, "ssim": 4, "gmsd": 4, "lpips": 4}
 
 
 def _cell(mean, std, digits=4) -> str:
     return "—" if pd.isna(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-DIGITS = {"psnr": 2, "ssim": 4, "gmsd": 4, "lpips": 4}
+def _count(n) -> str:
+    """Parameter count, short: 1.23 M, 45.6 k; — when not applicable."""
+    if n is None or pd.isna(n):
+        return "—"
+    n = float(n)
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)}"
 
 
-def to_markdown(df: pd.DataFrame, direction: dict) -> str:
-    rk = ranks(df, direction)
+def _steps(n) -> str:
+    return "—" if n is None or pd.isna(n) else str(int(n))
+
+
+def _sec(x) -> str:
+    return "—" if x is None or pd.isna(x) else f"{x:.3g}"
+
+
+def _head(direction: dict) -> list[str]:
     arrows = {m: "↑" if direction.get(m) == "higher" else "↓" for m in METRICS}
-    head = ["dataset", "degradation", "method", "preset", "n"] + [f"{m.upper()} {arrows[m]}" for m in METRICS] + ["s/slice"]
+    return (["dataset", "degradation", "method", "preset", "n"] + [f"{m.upper()} {arrows[m]}" for m in METRICS]
+            + ["s/slice", "params", "steps"])
+
+
+def to_markdown(df: pd.DataFrame, direction: dict, sig: Significance | None = None) -> str:
+    rk, marked = ranks(df, direction), _marked(df)
+    head = _head(direction)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for idx, r in df.iterrows():
         cells = [r.dataset, r.degradation, r.method, r.preset, str(r.n_slices)]
         for m in METRICS:
             text = _cell(r[f"{m}_mean"], r[f"{m}_std"], DIGITS[m])
             text = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(rk.loc[idx, m], text)
-            cells.append(text)
-        cells.append(f"{r.sec_per_slice:.3g}")
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append(text + ("<sup>\\*</sup>" if marked.loc[idx, m] else ""))
+        cells += [_sec(r.sec_per_slice), _count(r.get("parameters")), _steps(r.get("sampling_steps"))]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines.append("")
-    lines.append("Mean ± SD over test slices; **best**, <u>second</u>; — = metric unavailable (see the run record).")
+    lines.append("Mean ± SD over test slices; **best**, <u>second</u>; — = metric unavailable (see the run record); "
+                 "s/slice = inference seconds per slice; params = trainable parameters; steps = sampling steps.")
+    for note in stats_notes(sig):
+        lines += ["", note.replace("*", "\\*", 1) if note.startswith("*") else note]
     return "\n".join(lines) + "\n"
 
 
-_SORT_JS = """
-document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0];
-  const asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
-  const key = tr => { const c = tr.children[col]; const v = parseFloat(c.dataset.v ?? c.textContent);
-                      return isNaN(v) ? c.textContent : v; };
-  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
-      return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1); }).forEach(r => body.appendChild(r));
-}));
+# --- LaTeX ----------------------------------------------------------------------------------------------------
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
+        ">": r"\textgreater{}", "|": r"\textbar{}"}
+_TEX_TEXT = {"α": r"$\alpha$", "±": r"$\pm$", "–": "--", "—": "---", "~": r"$\sim$", "≥": r"$\geq$",
+             "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+
+
+def tex_escape(text) -> str:
+    """``text`` safe in LaTeX text mode: the ten special characters (and < > |) escaped, a few Unicode signs
+    written as LaTeX."""
+    return "".join(_TEX.get(ch) or _TEX_TEXT.get(ch) or ch for ch in str(text))
+
+
+def _tex_cell(mean, std, digits) -> str:
+    return "--" if pd.isna(mean) else f"{mean:.{digits}f} $\\pm$ {std:.{digits}f}"
+
+
+def _tex_caption(sig: Significance | None) -> str:
+    text = (r"Per-slice mean $\pm$ SD on the test split; best in \textbf{bold}, second \underline{underlined}; "
+            "-- = unavailable; s/slice = inference seconds per slice; Params = trainable parameters; "
+            "Steps = sampling steps.")
+    notes = stats_notes(sig)
+    if not notes:
+        return text
+    notes = [notes[0].removeprefix("* = ")] + notes[1:]
+    return " ".join([text, "$^{*}$:"] + [tex_escape(n).replace(r" \textasciitilde{} ", r" $\sim$ ") for n in notes])
+
+
+def to_latex(df: pd.DataFrame, direction: dict, sig: Significance | None = None,
+             label: str = "tab:srbench") -> str:
+    r"""A booktabs ``table`` ready to paste (needs ``\usepackage{booktabs}``): one section per dataset x
+    degradation, best ``\textbf``, second ``\underline``, ``$^{*}$`` where the difference from the best is not
+    significant; the caption states the statistics."""
+    rk, marked = ranks(df, direction), _marked(df)
+    arrows = {m: r"$\uparrow$" if direction.get(m) == "higher" else r"$\downarrow$" for m in METRICS}
+    head = ["Method"] + [f"{m.upper()} {arrows[m]}" for m in METRICS] + ["s/slice", "Params", "Steps"]
+    n_cols = len(head)
+    caption = _tex_caption(sig)
+    lines = ["% srbench leaderboard; needs \\usepackage{booktabs}", "\\begin{table}[tbp]", "\\centering",
+             "\\small", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
+             "\\begin{tabular}{l" + "r" * (n_cols - 1) + "}", "\\toprule", " & ".join(head) + " \\\\"]
+    for (dataset, degradation), block in df.groupby(BLOCK, sort=False):
+        labels = _labels(block)
+        lines += ["\\midrule",
+                  f"\\multicolumn{{{n_cols}}}{{l}}{{\\emph{{{tex_escape(dataset)} / {tex_escape(degradation)}}}}} \\\\"]
+        for idx, r in block.iterrows():
+            cells = [tex_escape(labels[idx])]
+            for m in METRICS:
+                text = _tex_cell(r[f"{m}_mean"], r[f"{m}_std"], DIGITS[m])
+                text = {1: f"\\textbf{{{text}}}", 2: f"\\underline{{{text}}}"}.get(rk.loc[idx, m], text)
+                cells.append(text + ("$^{*}$" if marked.loc[idx, m] else ""))
+            cells += [tex_escape(_sec(r.sec_per_slice)).replace("---", "--"),
+                      tex_escape(_count(r.get("parameters"))).replace("---", "--").replace(" ", "~"),
+                      tex_escape(_steps(r.get("sampling_steps"))).replace("---", "--")]
+            lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- HTML -----------------------------------------------------------------------------------------------------
+
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(table => {
+  const heads = [...table.tHead.rows[0].cells];
+  heads.forEach((th, col) => th.addEventListener('click', () => {
+    const body = table.tBodies[0];
+    const asc = th.getAttribute('aria-sort') !== 'ascending';
+    heads.forEach(h => h.removeAttribute('aria-sort'));
+    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+    const key = tr => { const c = tr.children[col];
+      const raw = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
+      const v = raw === '' ? NaN : Number(raw);
+      return {num: !isNaN(v), v: isNaN(v) ? c.textContent.trim() : v, missing: raw === '' || raw === '—'}; };
+    const cmp = (a, b) => {
+      if (a.missing || b.missing) return a.missing - b.missing;   // missing values always last
+      if (a.num && b.num) return a.v - b.v;
+      return String(a.v).localeCompare(String(b.v));
+    };
+    [...body.rows].map((r, i) => [r, key(r), i])
+      .sort((x, y) => { const m = x[1].missing || y[1].missing; const c = cmp(x[1], y[1]);
+                        return (m ? c : c * (asc ? 1 : -1)) || x[2] - y[2]; })
+      .forEach(([r]) => body.appendChild(r));
+  }));
+});
 """
 
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+th{cursor:pointer;background:#f4f4f4;user-select:none}th[aria-sort=ascending]::after{content:" ▲"}
+th[aria-sort=descending]::after{content:" ▼"}td:nth-child(-n+4){text-align:left}
+.note{color:#555;font-size:.9em;max-width:1100px}sup{color:#b00}figure{margin:1.5em 0}
+figcaption{color:#555;font-size:.9em;max-width:1100px}img{max-width:100%;height:auto}"""
 
-def to_html(df: pd.DataFrame, direction: dict, title: str = "srbench leaderboard", notes: list[str] = ()) -> str:
-    rk = ranks(df, direction)
-    arrows = {m: "↑" if direction.get(m) == "higher" else "↓" for m in METRICS}
-    head = ["dataset", "degradation", "method", "preset", "n"] + [f"{m.upper()} {arrows[m]}" for m in METRICS] + ["s/slice"]
+
+def table_html(df: pd.DataFrame, direction: dict, table_id: str = "leaderboard") -> str:
+    """The sortable ``<table>`` (one row per run): best bold, second underlined, asterisk marks."""
+    rk, marked = ranks(df, direction), _marked(df)
     rows = []
     for idx, r in df.iterrows():
-        tds = [f"<td>{html.escape(str(v))}</td>" for v in (r.dataset, r.degradation, r.method, r.preset, r.n_slices)]
+        tds = [f"<td>{html.escape(str(v))}</td>" for v in (r.dataset, r.degradation, r.method, r.preset)]
+        tds.append(f'<td data-v="{int(r.n_slices)}">{int(r.n_slices)}</td>')
         for m in METRICS:
             mean = r[f"{m}_mean"]
             text = html.escape(_cell(mean, r[f"{m}_std"], DIGITS[m]))
             text = {1: f"<b>{text}</b>", 2: f"<u>{text}</u>"}.get(rk.loc[idx, m], text)
-            tds.append(f'<td data-v="{"" if pd.isna(mean) else mean}">{text}</td>')
-        tds.append(f'<td data-v="{r.sec_per_slice}">{r.sec_per_slice:.3g}</td>')
-        rows.append("<tr>" + "".join(tds) + "</tr>")
-    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+            if marked.loc[idx, m]:
+                text += '<sup title="difference from the best not significant">*</sup>'
+            tds.append(f'<td data-v="{"" if pd.isna(mean) else repr(float(mean))}">{text}</td>')
+        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (r.get("parameters"), _count(r.get("parameters"))),
+                            (r.get("sampling_steps"), _steps(r.get("sampling_steps")))):
+            v = "" if value is None or pd.isna(value) else repr(float(value))
+            tds.append(f'<td data-v="{v}">{html.escape(text)}</td>')
+        rows.append(f'<tr data-run="{html.escape(str(r.run_id))}">' + "".join(tds) + "</tr>")
+    return (f'<table class="sortable" id="{table_id}"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in _head(direction))
+            + f"</tr></thead>\n<tbody>{''.join(rows)}</tbody></table>")
+
+
+def table_notes_html(sig: Significance | None, notes=()) -> str:
+    base = ("Mean ± SD over test slices; best in bold, second underlined; — = metric unavailable; s/slice = "
+            "inference seconds per slice; params = trainable parameters; steps = sampling steps. "
+            "Click a column header to sort.")
+    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in [base, *stats_notes(sig), *notes])
+
+
+def to_html(df: pd.DataFrame, direction: dict, title: str = "srbench leaderboard", notes: list[str] = (),
+            sig: Significance | None = None) -> str:
+    """The table alone as one HTML page (``srbench.report.to_report`` adds box plots and panels)."""
+    return page(title, table_html(df, direction) + table_notes_html(sig, notes))
+
+
+def page(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-th,td{{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right}}th{{cursor:pointer;background:#f4f4f4}}
-td:nth-child(-n+4){{text-align:left}}.note{{color:#555;font-size:.9em}}</style></head>
+<style>{STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<table class="sortable"><thead><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
-<p class="note">Mean ± SD over test slices; best in bold, second underlined; — = metric unavailable.
-Click a column header to sort.</p>{notes_html}
-<script>{_SORT_JS}</script></body></html>
+{body}
+<script>{SORT_JS}</script></body></html>
 """

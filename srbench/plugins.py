@@ -3,14 +3,20 @@
 Built-in and third-party plugins are found the same way: entry points in the ``srbench`` group.
 ``SRBENCH_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none), so a broken plugin can be
 switched off. A plugin that fails to import or to register is reported by name and skipped; the others load.
+``SRBENCH_TRACE_PLUGINS=1`` writes every entry-point load and every hook call (plugin, distribution, version,
+what it registered, how long it took) to stderr.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
 import sys
+import time
+import traceback
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import pluggy
@@ -58,6 +64,47 @@ def _allowed() -> set[str] | None:
     return {n.strip() for n in value.split(",") if n.strip()}
 
 
+def tracing() -> bool:
+    """Whether ``SRBENCH_TRACE_PLUGINS`` asks for a log of plugin loading and hook calls."""
+    return os.environ.get("SRBENCH_TRACE_PLUGINS", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def trace(message: str) -> None:
+    if tracing():
+        print(f"srbench-trace: {message}", file=sys.stderr, flush=True)
+
+
+def _trace_hookimpls(pm: pluggy.PluginManager) -> None:
+    """Wrap every hook implementation so that each call is logged, whoever calls it (registries, the CLI)."""
+    if not tracing():
+        return
+    for hook_name, caller in vars(pm.hook).items():
+        if not isinstance(caller, pluggy.HookCaller):
+            continue
+        for impl in caller.get_hookimpls():
+            if getattr(impl.function, "_srbench_traced", False):
+                continue
+            impl.function = _traced_call(pm, hook_name, impl.plugin_name, impl.function)
+
+
+def _traced_call(pm, hook_name: str, plugin_name: str, function):
+    def call(*args, **kwargs):
+        dist, version = _plugin_dist(pm, plugin_name)
+        trace(f"call {hook_name} of plugin {plugin_name!r} ({dist} {version})")
+        t0 = time.perf_counter()
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as exc:
+            trace(f"  {hook_name} of plugin {plugin_name!r} raised {type(exc).__name__}: {exc} "
+                  f"({1000 * (time.perf_counter() - t0):.1f} ms)")
+            raise
+        trace(f"  {hook_name} of plugin {plugin_name!r} done ({1000 * (time.perf_counter() - t0):.1f} ms)")
+        return result
+
+    call._srbench_traced = True
+    return call
+
+
 def _dist_of(ep) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     return (dist.name, dist.version) if dist is not None else ("?", "?")
@@ -70,9 +117,6 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _pm
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("SRBENCH_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
-        pm.enable_tracing()
     allowed = _allowed()
     eps = importlib.metadata.entry_points(group=GROUP)
     for name in sorted((allowed or set()) - {ep.name for ep in eps}):  # a typo must not pass for "loaded"
@@ -87,12 +131,19 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _failures.append(PluginFailure(ep.name, dist, version, "import",
                                            f"entry-point name {ep.name!r} is already taken by {taken_by}; skipped"))
             continue
+        t0 = time.perf_counter()
         try:
             # pluggy's own loader, one entry point at a time, so one failure does not stop the rest.
             pm.load_setuptools_entrypoints(GROUP, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any import error of a third-party plugin
             dist, version = _dist_of(ep)
             _failures.append(PluginFailure(ep.name, dist, version, "import", f"{type(exc).__name__}: {exc}"))
+            trace(f"load entry point {ep.name!r} = {ep.value} ({dist} {version}) FAILED: {type(exc).__name__}: {exc}")
+        else:
+            dist, version = _dist_of(ep)
+            trace(f"load entry point {ep.name!r} = {ep.value} ({dist} {version}) "
+                  f"in {1000 * (time.perf_counter() - t0):.1f} ms")
+    _trace_hookimpls(pm)
     _pm = pm
     return pm
 
@@ -108,7 +159,9 @@ def reset() -> None:
 def register_plugin(plugin, name: str) -> None:
     """Register an in-process plugin object (tests, notebooks) and rebuild the registries."""
     global _registry
-    get_plugin_manager().register(plugin, name=name)
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    _trace_hookimpls(pm)
     _registry = None
 
 
@@ -131,6 +184,7 @@ def _collect(pm, hook_name: str, kind: str, registry: Registry, key) -> dict:
                 raise SRBenchError(f"{kind[:-1]} name {name!r} is registered twice: by plugin {first!r} and by plugin {_owner!r}")
             items[name] = obj
             registry.owners[(kind, name)] = _owner
+            trace(f"  plugin {_owner!r} registered {kind[:-1]} {name!r}")
 
         try:
             impl.function(register)
@@ -173,6 +227,72 @@ def lookup(kind: str, name: str):
         available = ", ".join(sorted(items)) or "none installed"
         raise SRBenchError(f"unknown {kind[:-1]} {name!r}; available: {available}")
     return items[name]
+
+
+def origin(kind: str, name: str) -> tuple[str, str, str]:
+    """(plugin, distribution, version) of whoever registered ``name`` among ``kind`` ("methods", ...)."""
+    plugin = get_registry().owners.get((kind, name))
+    if plugin is None:
+        return "?", "?", "?"
+    return (plugin, *_plugin_dist(get_plugin_manager(), plugin))
+
+
+# Method calls that run a plugin's own code, and the stage named when one raises.
+GUARDED_CALLS = {"fit": "fit", "predict_volume": "predict", "save": "save", "load": "load"}
+
+
+def plugin_error(kind: str, name: str, stage: str, exc: BaseException, cls=None) -> SRBenchError:
+    """A one-line error for an exception raised inside a plugin's code, naming the plugin, its distribution and
+    version, the stage, the exception and where in the plugin it was raised."""
+    plugin, dist, version = origin(kind, name)
+    text = " ".join(str(exc).split())  # one line, however many the exception has
+    text = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}" if text else type(exc).__name__
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        frame = frames[-1]
+        if cls is not None:
+            try:
+                root = Path(inspect.getfile(cls)).resolve().parent
+                own = [f for f in frames if Path(f.filename).resolve().is_relative_to(root)]
+                frame = own[-1] if own else frame
+                where = f" [at {Path(frame.filename).resolve().relative_to(root.parent)}:{frame.lineno}]" if own \
+                    else f" [at {Path(frame.filename).name}:{frame.lineno}]"
+            except (TypeError, OSError, ValueError):
+                where = f" [at {Path(frame.filename).name}:{frame.lineno}]"
+        else:
+            where = f" [at {Path(frame.filename).name}:{frame.lineno}]"
+    plugin_part = f"plugin {plugin!r}, " if plugin != name else ""
+    return SRBenchError(f"{kind[:-1]} {name!r} ({plugin_part}{dist} {version}) failed in {stage}: {text}{where}")
+
+
+def _guard(function, name: str, stage: str, cls):
+    def guarded(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except SRBenchError:
+            raise  # already a one-line message meant for users
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin raises becomes a one-line report
+            raise plugin_error("methods", name, stage, exc, cls) from exc
+
+    guarded.__wrapped__ = function
+    return guarded
+
+
+def instantiate_method(cls, **kwargs):
+    """``cls(**kwargs)`` with its plugin's code guarded: an exception raised while constructing it, or inside its
+    ``fit``, ``predict_volume`` (and the ``predict_slices`` it calls), ``save`` or ``load``, becomes one
+    :class:`SRBenchError` line naming the method, its plugin, distribution and version, and the stage."""
+    name = getattr(cls, "name", "") or cls.__name__
+    try:
+        method = cls(**kwargs)
+    except SRBenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise plugin_error("methods", name, "init", exc, cls) from exc
+    for attr, stage in GUARDED_CALLS.items():
+        setattr(method, attr, _guard(getattr(method, attr), name, stage, cls))
+    return method
 
 
 def describe_plugins() -> list[dict]:

@@ -22,11 +22,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import record as rec
+from .cache import PreprocessCache
+from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
 from .degradation import Degradation, parse_spec
 from .errors import SRBenchError
 from .method import Method, SlicePairs, sha256_file
-from .plugins import get_registry, lookup
+from .noise import case_seed
+from .plugins import get_registry, instantiate_method, lookup
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
 
@@ -66,6 +69,10 @@ class Prepared:
 
 
 def make_degradation(spec: str) -> tuple[str, Degradation]:
+    """``name[:key=value;...]``, or steps joined by ``+`` (``srbench.compose``), e.g. ``prostate-t2w+noise:snr=20``."""
+    parts = split_spec(spec)
+    if len(parts) > 1:
+        return make_composed(parts, make_degradation)
     name, params = parse_spec(spec)
     factory = lookup("degradations", name)
     try:
@@ -75,22 +82,95 @@ def make_degradation(spec: str) -> tuple[str, Degradation]:
 
 
 def prepare(case: Case, degradation: Degradation, seed: int) -> Prepared:
-    hr_raw = to_array(case.hr)
-    require_finite(hr_raw, f"case {case.case_id!r} HR volume")
-    lo, hi = minmax_range(hr_raw)
-    hr = from_array(normalise(hr_raw, lo, hi), case.hr)
-    mask = sitk.GetArrayFromImage(case.mask) > 0 if case.mask is not None else None
-    hr_array = to_array(hr)
-    slices, skipped = usable_slices(hr_array, mask, case.slices)
-    return Prepared(case, hr, hr_array, degradation.apply(hr, seed), mask, slices, skipped)
+    """Normalise, degrade (seeded per case: ``noise.case_seed``) and find usable slices, through the on-disk
+    cache (``srbench.cache``): a hit reads neither the case's files nor degrades again; a new degradation of a
+    cached case re-degrades without reading the files."""
+    cache = PreprocessCache()
+    hr_key, key = cache.keys(case, degradation, seed, NORMALISATION) if cache.enabled else (None, None)
+    cached_hr = cache.load_hr(hr_key)
+    if cached_hr is not None:
+        hr, hr_array, mask = cached_hr
+    else:
+        hr_raw = to_array(case.hr)
+        require_finite(hr_raw, f"case {case.case_id!r} HR volume")
+        lo, hi = minmax_range(hr_raw)
+        hr = from_array(normalise(hr_raw, lo, hi), case.hr)
+        mask = sitk.GetArrayFromImage(case.mask) > 0 if case.mask is not None else None
+        hr_array = to_array(hr)
+        cache.store_hr(hr_key, hr, hr_array, mask)
+    cached_lr = cache.load_lr(key)
+    if cached_lr is not None:
+        lr, slices, skipped = cached_lr
+    else:
+        slices, skipped = usable_slices(hr_array, mask, case.slices)
+        lr = degradation.apply(hr, case_seed(seed, case.case_id))
+        cache.store_lr(key, lr, slices, skipped)
+    p = Prepared(case, hr, hr_array, lr, mask, slices, skipped)
+    p.cache_key = key  # training_pairs caches its LR-on-HR-grid slices under it
+    return p
+
+
+def make_dataset(spec: str, data_root: str | None = None) -> Dataset:
+    """``NAME``, ``NAME:ROOT`` (e.g. ``folder:/data/brains``), or a dataset named in the config file
+    (``$SRBENCH_CONFIG``, default ``./srbench.toml``)::
+
+        [datasets.mybrain]
+        type = "folder"            # a registered dataset
+        root = "/data/7T/T1maps"   # relative paths: from the config file's folder
+        # any other key is passed to the dataset's constructor (folder: suffix, seed, ...)
+
+    A registered name always wins over a config entry of the same name.
+    """
+    name, sep, root = (part.strip() for part in spec.partition(":"))
+    if sep and not root:
+        raise SRBenchError(f"dataset {spec!r}: no path after ':' (use NAME:PATH)")
+    if sep and data_root and Path(root).resolve() != Path(data_root).resolve():
+        raise SRBenchError(f"dataset {spec!r} names a root and --data-root names another ({data_root}); give one")
+    root = root or data_root
+    if name not in get_registry().datasets:
+        config_path, named = _named_datasets()
+        if name in named:
+            entry = dict(named[name])
+            kind = entry.pop("type", None)
+            if not kind:
+                raise SRBenchError(f"{config_path}: [datasets.{name}] needs type = \"<registered dataset>\"")
+            cfg_root = entry.pop("root", None)
+            if root is None and cfg_root is not None:
+                root = str((config_path.parent / Path(cfg_root).expanduser()).resolve())
+            try:
+                dataset = lookup("datasets", kind)(root=root, **entry)
+            except TypeError as exc:
+                raise SRBenchError(f"{config_path}: [datasets.{name}]: {exc}") from None
+            dataset.name = name
+            return dataset
+    return lookup("datasets", name)(root=root)
+
+
+def _named_datasets() -> tuple[Path, dict]:
+    path = Path(os.environ.get("SRBENCH_CONFIG", "srbench.toml")).expanduser()
+    if not path.is_file():
+        if "SRBENCH_CONFIG" in os.environ:
+            raise SRBenchError(f"{path}: config file not found ($SRBENCH_CONFIG)")
+        return path, {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SRBenchError(f"{path}: cannot read config ({exc})") from None
+    named = data.get("datasets", {})
+    if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
+        raise SRBenchError(f"{path}: [datasets] must hold tables, e.g. [datasets.mybrain]")
+    return path, named
 
 
 def training_pairs(dataset: Dataset, split: str, degradation: Degradation, method: Method, seed: int) -> SlicePairs:
     lrs, hrs, ids = [], [], []
     for case in dataset.cases(split):
         p = prepare(case, degradation, seed)
-        on_grid = to_array(resample_to(p.lr, p.hr, method.input_interpolator))
-        lrs.append(on_grid[p.slices])
+        lrs.append(PreprocessCache().slices_on_grid(
+            p.cache_key, method.input_interpolator, p.slices,
+            lambda: to_array(resample_to(p.lr, p.hr, method.input_interpolator))[p.slices]))
         hrs.append(p.hr_array[p.slices])
         ids += [case.case_id] * len(p.slices)
     if not hrs:
@@ -132,10 +212,10 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
     """Execute (or skip, when already finished) one run; returns (run directory, ran)."""
     console = console or Console(stderr=True)
     method_cls = lookup("methods", opts.method)
-    dataset = lookup("datasets", opts.dataset)(root=opts.data_root)
+    dataset = make_dataset(opts.dataset, opts.data_root)
     deg_spec = opts.degradation or dataset.default_degradation
     deg_name, degradation = make_degradation(deg_spec)
-    method: Method = method_cls(preset=opts.preset, device=opts.device, seed=opts.seed)
+    method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
     manifest = dataset.manifest()
     weights = _weights(method_cls, opts, dataset.name)
     identity = {"method": method.name, "method_version": method.version, "preset": opts.preset,
@@ -162,6 +242,9 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
         weights["sha256"] = sha256_file(out_dir / "weights.safetensors")
 
     rows, predict_s, score_s, n_slices, skipped = [], 0.0, 0.0, 0, 0
+    from . import panels  # a few predicted slices kept for the report's qualitative panels
+
+    examples = None
     with _progress(console) as progress:
         for case in dataset.cases("test"):
             p = prepare(case, degradation, opts.seed)
@@ -172,6 +255,8 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
             predict_s += time.perf_counter() - t0
             if not np.isfinite(sr).all():
                 raise SRBenchError(f"method {method.name!r} produced NaN or Inf on case {case.case_id!r}")
+            if examples is None and p.slices:  # first test case with slices: panels.example_slices
+                examples = panels.take_examples(case.case_id, p, sr, method.input_interpolator)
             t0 = time.perf_counter()
             mask = p.mask[p.slices] if p.mask is not None else None
             scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
@@ -197,7 +282,8 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
         "config": {**asdict(opts), "degradation": deg_spec, "results_dir": str(opts.results_dir)},
         "method_card": method.card(),
         "dataset": {"name": dataset.name, "description": dataset.description, "split_hash": manifest.hash,
-                    "split_rule": manifest.rule, "test_cases": manifest.case_ids("test")},
+                    "split_rule": manifest.rule, "test_cases": manifest.case_ids("test"),
+                    "skipped_cases": [list(item) for item in getattr(dataset, "skipped", [])]},
         "degradation": degradation.params(),
         "lr_to_hr_interpolator": method.input_interpolator,
         "normalisation": NORMALISATION,
@@ -209,6 +295,7 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
         "timings": timings, "peak_memory_mb": _peak_memory_mb(method.device),
         "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(method.device),
     }
+    panels.save_examples(out_dir / panels.EXAMPLES, examples)
     rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
     rec.atomic_write_json(out_dir / rec.RECORD, record)
     return out_dir, True
@@ -225,10 +312,10 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     method_cls = lookup("methods", opts.method)
     if not method_cls.trains:
         raise SRBenchError(f"method {opts.method!r} does not train")
-    dataset = lookup("datasets", opts.dataset)(root=opts.data_root)
+    dataset = make_dataset(opts.dataset, opts.data_root)
     deg_spec = opts.degradation or dataset.default_degradation
     _, degradation = make_degradation(deg_spec)
-    method: Method = method_cls(preset=opts.preset, device=opts.device, seed=opts.seed)
+    method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
     if steps is not None:
         method.settings["train"]["steps"] = steps
     if max_minutes is not None:

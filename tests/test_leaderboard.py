@@ -123,19 +123,30 @@ def test_markdown_marks_best_bold_and_second_underlined_with_directions(two_meth
     bic, sharp = rows["bicubic"], rows["sharper"]
     assert column_named(bic, "psnr").endswith("↑") and column_named(bic, "gmsd").endswith("↓")
     # PSNR (higher is better): sharper best. SSIM: bicubic best. GMSD (lower is better): bicubic best.
+    not_sig = csv_rows(cli("leaderboard", "--results-dir", results, "--format", "csv").stdout)
     for metric, best, second in (("psnr", sharp, bic), ("ssim", bic, sharp), ("gmsd", bic, sharp)):
         key = column_named(bic, metric)
         assert re.fullmatch(r"\*\*[\d.]+ ± [\d.]+\*\*", best[key]), best[key]
-        assert re.fullmatch(r"<u>[\d.]+ ± [\d.]+</u>", second[key]), second[key]
+        assert re.fullmatch(r"<u>[\d.]+ ± [\d.]+</u>(<sup>\\\*</sup>)?", second[key]), second[key]
+        # the asterisk is there exactly when the statistics found no significant difference from the best
+        assert second[key].endswith("<sup>\\*</sup>") == (not_sig[second["method"]][f"{metric}_not_sig_from_best"]
+                                                            == "True")
+        assert not_sig[best["method"]][f"{metric}_not_sig_from_best"] == "False"
     assert sharp[column_named(sharp, "lpips")] == "—"
     expected = expected_row(two_methods[1])
-    assert bic[column_named(bic, "psnr")] == f"<u>{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f}</u>"
+    assert bic[column_named(bic, "psnr")].startswith(
+        f"<u>{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f}</u>")
+    assert "α = 0.05" in result.stdout and "paper protocol" in result.stdout  # the statistics are stated
+    seconds = json.loads((two_methods[1] / "record.json").read_text())["timings"]["sec_per_slice"]
+    assert (bic["s/slice"], bic["params"], bic["steps"]) == (f"{seconds:.3g}", "—", "—")  # bicubic: no weights
+    assert sharp["s/slice"] == "0.5"
 
 
 def html_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
     header = [html.unescape(h) for h in re.findall(r"<th>(.*?)</th>", text)]
     rows = {}
-    for tr in re.findall(r"<tr>(.*?)</tr>", text.split("<tbody>")[1], flags=re.S):
+    body = text.split("<tbody>")[1].split("</tbody>")[0]  # the leaderboard table (the report has others)
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S):
         cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)]
         rows[cells[header.index("method")]] = cells
     return header, rows

@@ -1,0 +1,546 @@
+"""The conformance kit for method plugins: tiny data and ``check_method``, shipped as a pytest plugin.
+
+A plugin author tests their method with one call::
+
+    from srbench.testing import check_method
+    from srbench_mine import Mine
+
+    def test_mine_conforms(tmp_path):
+        check_method(Mine, preset="tiny", settings={"train": {"steps": 20}}, workdir=tmp_path)
+
+``check_method`` builds the method as the runner does (``cls(preset=..., device=..., seed=...)``), trains it on
+a tiny synthetic dataset when it trains, and checks the contract srbench relies on:
+
+========== ================================================================================================
+card       ``card()`` is complete: name, version, summary, citation, license, trains, stochastic, parameters,
+           sampling_steps, input_interpolator, preset, settings; plain JSON; agrees with the class
+fit        (methods that train) ``fit(train, val, workdir)`` returns its training record, a dict
+shape      ``predict_volume(lr, grid, slices, progress=...)`` returns ``(len(slices), H, W)`` of ``grid``
+dtype      ... as a float32 NumPy array
+range      ... finite, in a sensible range around [0, 1] (scoring clips to [0, 1]; far outside means a wrong
+           intensity convention), not constant
+geometry   ... aligned with the HR reference: the requested slices, in the grid's orientation
+save-load  ``save(path)``, then ``load(path)`` into a fresh instance, predicts the same
+determinism the same seed predicts the same twice; another seed predicts differently exactly when the card
+           says ``stochastic``
+========== ================================================================================================
+
+All checks run; a failure raises :class:`ConformanceError` (an ``AssertionError``) listing every failed check
+with what was expected and what to change. ``check_method`` returns a report when all pass.
+
+As a pytest plugin (entry point ``pytest11``, loaded by every pytest run where srbench is installed; disable
+with ``-p no:srbench``) it provides fixtures: ``srbench_volume`` (a tiny HR volume with non-trivial geometry and
+its LR), ``srbench_dataset`` (a tiny dataset, train/val/test), ``srbench_train_pairs`` (its training slices).
+Importing this module is cheap: the heavy parts load when a check runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHECKS = ("card", "fit", "shape", "dtype", "range", "geometry", "save-load", "determinism")
+CARD_FIELDS = ("name", "version", "summary", "citation", "license", "trains", "stochastic", "parameters",
+               "sampling_steps", "input_interpolator", "preset", "settings")
+TINY_SIZE = (46, 39, 12)            # x, y, z voxels: in-plane sizes that are not multiples of 8
+TINY_SPACING = (0.9, 1.1, 2.0)      # mm
+TINY_ORIGIN = (-20.5, 14.25, 3.0)
+TINY_DEGRADATION = "resample:factors=2,2,2;antialias=true"
+RANGE_LIMITS = (-0.5, 1.5)
+
+
+# --- tiny data ----------------------------------------------------------------------------------------
+def _direction() -> tuple[float, ...]:
+    cz, sz = math.cos(math.radians(15)), math.sin(math.radians(15))
+    cx, sx = math.cos(math.radians(8)), math.sin(math.radians(8))
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    return tuple(float(v) for v in (rx @ rz).ravel())
+
+
+def tiny_hr(seed: int = 0, size: tuple[int, int, int] = TINY_SIZE):
+    """A small asymmetric head-like phantom (SimpleITK image, raw intensities 0..~1000) with rotated axes.
+
+    A left-right ramp and off-centre structures that move from slice to slice, so that a flipped output or
+    the wrong slices are told apart from the right ones.
+    """
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = size
+    z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    shift = rng.uniform(-0.08, 0.08, size=4)
+
+    def soft(inside: np.ndarray) -> np.ndarray:  # a smooth edge: 1 inside, 0 outside
+        return 1.0 / (1.0 + np.exp(-inside / 0.04))
+
+    head = soft(1.0 - np.sqrt((x / 0.88) ** 2 + (y / 0.92) ** 2))
+    blob = soft(1.0 - np.sqrt(((x + 0.35 - 0.3 * z - shift[0]) / 0.28) ** 2 + ((y + 0.3 - shift[1]) / 0.16) ** 2))
+    disk = soft(1.0 - np.sqrt((x - 0.4 - shift[2]) ** 2 + (y - 0.45 + 0.5 * z - shift[3]) ** 2) / 0.16)
+    texture = rng.standard_normal(x.shape)
+    texture = (texture + np.roll(texture, 1, 2) + np.roll(texture, 1, 1)) / 3.0
+    volume = head * (0.35 + 0.2 * (x + 1) / 2 + 0.03 * texture) + 0.35 * blob * head + 0.25 * disk * head
+    image = sitk.GetImageFromArray((1000.0 * volume).astype(np.float32))
+    image.SetSpacing(TINY_SPACING)
+    image.SetOrigin(TINY_ORIGIN)
+    image.SetDirection(_direction())
+    return image
+
+
+@dataclass
+class TinyVolume:
+    """An HR volume normalised to [0, 1] (as the runner normalises), its LR on its own coarser grid, and the
+    degradation that made it."""
+
+    hr: object            # SimpleITK.Image, [0, 1]
+    lr: object            # SimpleITK.Image, LR grid
+    degradation: object   # srbench.degradation.Degradation
+
+    @property
+    def hr_array(self) -> np.ndarray:
+        from .volume import to_array
+
+        return to_array(self.hr)
+
+
+def _degradation():
+    from .degradation import Resample
+
+    return Resample(factors=(2, 2, 2), antialias=True)
+
+
+def check_slices(depth: int) -> list[int]:
+    """The slices ``check_method`` predicts: four, not contiguous, not from 0 (the method must honour ``slices``)."""
+    return sorted({1, depth // 3, depth // 3 + 1, depth - 2})
+
+
+def tiny_volume(seed: int = 0, degradation=None, size: tuple[int, int, int] = TINY_SIZE) -> TinyVolume:
+    from .volume import from_array, minmax_range, normalise, to_array
+
+    raw = tiny_hr(seed, size)
+    array = to_array(raw)
+    hr = from_array(normalise(array, *minmax_range(array)), raw)
+    degradation = degradation or _degradation()
+    return TinyVolume(hr=hr, lr=degradation.apply(hr, seed), degradation=degradation)
+
+
+_TINY_CASES = {"train": ["tiny-0", "tiny-1"], "val": ["tiny-2"], "test": ["tiny-3"]}
+
+
+def _tiny_dataset_class():
+    from .dataset import Case, Dataset, SplitManifest
+    from .errors import SRBenchError
+
+    class TinyDataset(Dataset):
+        """Four synthetic cases (one per patient): two train, one val, one test; 46 x 39 x 12 voxels each
+        unless ``size`` says otherwise. Raw intensities: the runner normalises them like any dataset's."""
+
+        name = "srbench-tiny"
+        description = "srbench.testing: synthetic phantoms with rotated axes (conformance tests)"
+        default_degradation = TINY_DEGRADATION
+
+        def __init__(self, root: str | None = None, size: tuple[int, int, int] = TINY_SIZE):
+            super().__init__(root)
+            self.size = tuple(size)
+
+        def manifest(self) -> SplitManifest:
+            return SplitManifest(dataset=self.name, splits={k: list(v) for k, v in _TINY_CASES.items()},
+                                 rule="synthetic, one case per patient", extra={"size": list(self.size)})
+
+        def load_case(self, case_id: str) -> Case:
+            ids = [c for ids in _TINY_CASES.values() for c in ids]
+            if case_id not in ids:
+                raise SRBenchError(f"srbench-tiny: no case {case_id!r}; cases: {', '.join(ids)}")
+            return Case(case_id=case_id, patient_id=case_id, hr=tiny_hr(ids.index(case_id), self.size))
+
+    return TinyDataset
+
+
+def __getattr__(name: str):
+    if name == "TinyDataset":  # built on first use: srbench.dataset loads only when needed
+        cls = _tiny_dataset_class()
+        globals()["TinyDataset"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class TinyDatasetPlugin:
+    """Registers the tiny dataset as ``srbench-tiny``:
+    ``srbench.plugins.register_plugin(TinyDatasetPlugin(), "srbench-tiny")``, then run any method on it with
+    ``srbench.runner.run(RunOptions(method=..., dataset="srbench-tiny", results_dir=...))``."""
+
+    def __init__(self):
+        from .hookspecs import hookimpl
+
+        @hookimpl
+        def register_datasets(register):
+            register(__getattr__("TinyDataset"))
+
+        self.register_datasets = register_datasets
+
+
+def slice_pairs(dataset, split: str, interpolator: str, degradation=None):
+    """Aligned (LR on the HR grid, HR) slices of ``split``, prepared as the runner prepares them."""
+    from .method import SlicePairs
+    from .volume import from_array, minmax_range, normalise, resample_to, to_array
+
+    degradation = degradation or _degradation()
+    lrs, hrs, ids = [], [], []
+    for case in dataset.cases(split):
+        array = to_array(case.hr)
+        hr = from_array(normalise(array, *minmax_range(array)), case.hr)
+        lr = degradation.apply(hr, 0)
+        lrs.append(to_array(resample_to(lr, hr, interpolator)))
+        hrs.append(to_array(hr))
+        ids += [case.case_id] * len(hrs[-1])
+    return SlicePairs(lr=np.concatenate(lrs), hr=np.concatenate(hrs), case_ids=ids)
+
+
+# --- pytest fixtures (prefixed: they must not clash with a project's own) --------------------------------
+@pytest.fixture
+def srbench_volume() -> TinyVolume:
+    """A tiny HR volume in [0, 1] with non-trivial spacing, origin and direction, and its LR (x2 coarser)."""
+    return tiny_volume(seed=3)
+
+
+@pytest.fixture
+def srbench_dataset():
+    """A tiny dataset (``srbench.testing.TinyDataset``): two train cases, one val, one test."""
+    return __getattr__("TinyDataset")()
+
+
+@pytest.fixture
+def srbench_train_pairs(srbench_dataset):
+    """Training slices of the tiny dataset, LR put on the HR grid with B-spline interpolation."""
+    return slice_pairs(srbench_dataset, "train", "bspline")
+
+
+# --- the checks -------------------------------------------------------------------------------------------
+class ConformanceError(AssertionError):
+    """A method breaks the plugin contract; ``failures`` maps each failed check to what went wrong."""
+
+    def __init__(self, method: str, failures: dict[str, str], report: dict):
+        self.method, self.failures, self.report = method, failures, report
+        lines = [f"method {method!r} fails {len(failures)} conformance check(s):"]
+        lines += [f"  [{check}] {message}" for check, message in failures.items()]
+        super().__init__("\n".join(lines))
+
+
+class _Fail(Exception):
+    pass
+
+
+class _Skip(Exception):
+    pass
+
+
+def _raised(exc: BaseException, what: str) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    text = " ".join(str(exc).split())[:300]
+    return f"{what} raised {type(exc).__name__}: {text}{where}"
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if a.size else 0.0
+
+
+class _Checker:
+    def __init__(self, cls, preset, device, seed, settings, fit, workdir: Path, size):
+        self.cls, self.preset, self.device, self.seed = cls, preset, device, seed
+        self.settings, self.do_fit, self.workdir, self.size = settings or {}, fit, workdir, size
+        self.volume = tiny_volume(seed=3, size=size)
+        self.slices = check_slices(size[2])
+        self.pred = None
+        self.weights: Path | None = None
+        self.saved_ok = False
+
+    def new(self, seed: int):
+        method = self.cls(preset=self.preset, device=self.device, seed=seed)
+        if self.settings:
+            method.settings = _merge(method.settings, self.settings)
+        return method
+
+    def predict(self, method) -> np.ndarray:
+        # as the runner calls it: with a progress callback that receives slice counts
+        return method.predict_volume(self.volume.lr, self.volume.hr, list(self.slices), progress=lambda n: None)
+
+    # card ------------------------------------------------------------------------------------------------
+    def card(self):
+        from .volume import INTERPOLATORS
+
+        cls, problems = self.cls, []
+        card = self.method.card()
+        if not isinstance(card, dict):
+            raise _Fail(f"card() must return a dict, got {type(card).__name__}")
+        missing = [k for k in CARD_FIELDS if k not in card]
+        if missing:
+            problems.append(f"missing field(s) {', '.join(missing)} (call super().card() and update it)")
+        for key in ("name", "version", "summary", "citation", "license"):
+            if key in card and not (isinstance(card[key], str) and card[key].strip()):
+                problems.append(f"{key!r} is empty: set the class attribute {key} = \"...\"")
+        name = card.get("name")
+        if isinstance(name, str) and name and not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+            problems.append(f"name {name!r} is not a command-line name (lower case, digits, '-', '_', '.')")
+        if name and name != cls.name:
+            problems.append(f"card name {name!r} differs from the class attribute name {cls.name!r}")
+        version = card.get("version")
+        if isinstance(version, str) and version and not re.match(r"\d+(\.\d+)*", version):
+            problems.append(f"version {version!r} does not start with a release number such as 1.0.0")
+        for key in ("trains", "stochastic"):
+            if key in card and not isinstance(card[key], bool):
+                problems.append(f"{key!r} must be True or False, got {card[key]!r}")
+            elif key in card and card[key] != getattr(cls, key):
+                problems.append(f"card {key}={card[key]} but the class says {key}={getattr(cls, key)}: the runner "
+                                "reads the class attribute")
+        params = card.get("parameters")
+        if card.get("trains") and not (isinstance(params, int) and params > 0):
+            problems.append(f"'parameters' is {params!r}: a method that trains must count its parameters "
+                            "(override parameter_count())")
+        elif params is not None and not (isinstance(params, int) and params >= 0):
+            problems.append(f"'parameters' must be a non-negative int or None, got {params!r}")
+        steps = card.get("sampling_steps")
+        if card.get("trains") and not (isinstance(steps, int) and steps >= 1):
+            problems.append(f"'sampling_steps' is {steps!r}: a learned method states its network evaluations per "
+                            "prediction (1 for a feed-forward network; override sampling_steps())")
+        elif steps is not None and not (isinstance(steps, int) and steps >= 1):
+            problems.append(f"'sampling_steps' must be a positive int or None, got {steps!r}")
+        if card.get("input_interpolator", self.method.input_interpolator) not in INTERPOLATORS:
+            problems.append(f"input_interpolator {card.get('input_interpolator')!r} is not one of "
+                            f"{', '.join(INTERPOLATORS)}")
+        if "tiny" not in getattr(cls, "presets", {}):
+            problems.append("no 'tiny' preset: `srbench run` uses --preset tiny unless told otherwise (CPU-sized)")
+        try:
+            json.dumps(card, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"not plain JSON (it is written into every run record): {exc}")
+        if problems:
+            raise _Fail("; ".join(problems))
+        self.report["card"] = card
+
+    # fit -------------------------------------------------------------------------------------------------
+    def fit(self):
+        if not self.cls.trains:
+            raise _Skip("the method does not train")
+        if self.do_fit is False:
+            raise _Skip("fit=False")
+        dataset = __getattr__("TinyDataset")(size=self.size)
+        interp = self.method.input_interpolator
+        train, val = slice_pairs(dataset, "train", interp), slice_pairs(dataset, "val", interp)
+        t0 = time.perf_counter()
+        try:
+            record = self.method.fit(train, val, self.workdir / "fit")
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "fit(train, val, workdir)")) from None
+        self.report["fit_seconds"] = round(time.perf_counter() - t0, 2)
+        if not isinstance(record, dict):
+            raise _Fail(f"fit() must return its training record as a dict (steps, seconds, ...), got "
+                        f"{type(record).__name__}; return trainer.fit() when using srbench.engine.Trainer")
+        try:
+            json.dumps(record, default=str)
+        except (TypeError, ValueError) as exc:
+            raise _Fail(f"the training record is written into the run record and must be JSON: {exc}") from None
+        self.report["training"] = record
+
+    # prediction ------------------------------------------------------------------------------------------
+    def shape(self):
+        try:
+            pred = self.predict(self.method)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "predict_volume(lr, grid, slices, progress=...)")) from None
+        nx, ny, _ = self.volume.hr.GetSize()
+        expected = (len(self.slices), ny, nx)
+        if not isinstance(pred, np.ndarray):
+            kind = type(pred).__module__ + "." + type(pred).__name__
+            raise _Fail(f"predict_volume must return a NumPy array {expected}, got {kind} (call .cpu().numpy())")
+        self.pred = pred
+        if pred.shape != expected:
+            hint = ""
+            if pred.shape[:1] == expected[:1] and pred.ndim == 4:
+                hint = ": predict_slices returns (N, 1, H, W); predict_volume returns (N, H, W)"
+            elif len(pred) != len(self.slices):
+                hint = ": one output slice per requested slice index"
+            raise _Fail(f"predict_volume returned shape {pred.shape}, expected {expected} (len(slices), H, W of the "
+                        f"HR grid, {ny}x{nx}, odd sizes included){hint}")
+
+    def _need_prediction(self):
+        if self.pred is None or self.pred.shape != (len(self.slices), *self.volume.hr_array.shape[1:]):
+            raise _Skip("no prediction of the right shape (see [shape])")
+
+    def dtype(self):
+        self._need_prediction()
+        if self.pred.dtype != np.float32:
+            raise _Fail(f"predict_volume returned {self.pred.dtype}, expected float32 (.astype(np.float32))")
+
+    def range(self):
+        self._need_prediction()
+        pred = self.pred
+        bad = ~np.isfinite(pred)
+        if bad.any():
+            raise _Fail(f"{int(bad.sum())} NaN or Inf value(s) in the prediction")
+        lo, hi = float(pred.min()), float(pred.max())
+        if lo < RANGE_LIMITS[0] or hi > RANGE_LIMITS[1]:
+            raise _Fail(f"prediction range [{lo:.3g}, {hi:.3g}] is far outside [0, 1]: srbench gives intensities in "
+                        "[0, 1] and scores them there; map back from a network's [-1, 1] inside the plugin")
+        if hi - lo < 1e-6:
+            raise _Fail(f"the prediction is constant ({lo:.4g})")
+
+    def geometry(self):
+        self._need_prediction()
+        pred = np.nan_to_num(self.pred.astype(np.float64))
+        hr = self.volume.hr_array.astype(np.float64)
+        ref = hr[self.slices]
+        depth = len(hr)
+        wrong = {
+            "flipped up-down": ref[:, ::-1, :],
+            "flipped left-right": ref[:, :, ::-1],
+            f"slices {[(k + 3) % depth for k in self.slices]}": hr[[(k + 3) % depth for k in self.slices]],
+            "the first slices of the volume": hr[:len(self.slices)],
+        }
+        right = float(np.mean((pred - ref) ** 2))
+        for what, other in wrong.items():
+            if other.shape != ref.shape or np.array_equal(other, ref):
+                continue
+            err = float(np.mean((pred - other) ** 2))
+            if err <= right:
+                raise _Fail(f"the prediction matches the HR reference {what} (MSE {err:.4g}) at least as well as the "
+                            f"requested slices {self.slices} in place (MSE {right:.4g}): predict_volume must return "
+                            "the requested axial slices of `grid`, in its orientation (resample LR onto `grid` with "
+                            "srbench.volume.resample_to)")
+        self.report["mse_vs_hr"] = right
+
+    # weights and seeds -----------------------------------------------------------------------------------
+    def save_load(self):
+        self.weights = self.workdir / "weights.safetensors"
+        try:
+            self.method.save(self.weights)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "save(path)")) from None
+        if self.cls.trains and not self.weights.exists():
+            raise _Fail(f"save(path) wrote nothing at {self.weights.name}: the runner keeps the weights at the path "
+                        "it gives and loads them from there")
+        try:
+            other = self.new(self.seed)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "constructing a second instance")) from None
+        try:
+            other.load(self.weights)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "load(path) of what save(path) wrote")) from None
+        self._need_prediction()
+        try:
+            again = self.predict(other)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "predict_volume after load")) from None
+        if np.shape(again) != self.pred.shape or _max_diff(np.asarray(again), self.pred) > 1e-5:
+            diff = _max_diff(np.asarray(again), self.pred) if np.shape(again) == self.pred.shape else float("nan")
+            raise _Fail(f"a fresh instance (same preset and seed) that loaded the saved weights predicts differently "
+                        f"(max |diff| {diff:.3g}): save() must write every weight the prediction uses and load() "
+                        "must read them back (if [determinism] fails too, fix that first)")
+        self.saved_ok = True
+
+    def determinism(self):
+        self._need_prediction()
+        try:
+            again = self.predict(self.method)
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, "a second predict_volume")) from None
+        if np.shape(again) != self.pred.shape or not np.array_equal(np.asarray(again), self.pred):
+            diff = _max_diff(np.asarray(again), self.pred) if np.shape(again) == self.pred.shape else float("nan")
+            raise _Fail(f"two predictions with the same seed differ (max |diff| {diff:.3g}): draw randomness from the "
+                        "`generator` predict_slices receives (seeded from the run's seed), not from the global RNG")
+        if not self.saved_ok:
+            raise _Skip("another seed is compared only once save/load works (see [save-load])")
+        other = self.new(self.seed + 1)
+        other.load(self.weights)
+        changed = not np.array_equal(np.asarray(self.predict(other)), self.pred)
+        if self.cls.stochastic and not changed:
+            raise _Fail(f"the card says stochastic=True but seeds {self.seed} and {self.seed + 1} predict the same: "
+                        "use the `generator` predict_slices receives, or set stochastic = False")
+        if not self.cls.stochastic and changed:
+            raise _Fail(f"seeds {self.seed} and {self.seed + 1} predict differently with the same weights, but the "
+                        "card says stochastic=False: set stochastic = True")
+
+
+def check_method(method_cls, preset: str = "tiny", *, device: str = "cpu", seed: int = 0,
+                 settings: dict | None = None, fit: bool | None = None, workdir: str | Path | None = None,
+                 checks=None, size: tuple[int, int, int] = TINY_SIZE) -> dict:
+    """Run the plugin contract on ``method_cls`` (a :class:`srbench.Method` subclass); see the module doc.
+
+    ``preset``: the preset to build (make it small: when the method trains, it trains on the tiny dataset's two
+    train volumes, 24 slices of 39 x 46 by default)
+    ``settings``: overrides merged into ``method.settings`` after construction, e.g. ``{"train": {"steps": 20}}``
+    (as ``srbench train --steps`` does). ``fit``: train before predicting (default: when the method trains).
+    ``workdir``: a fresh folder for checkpoints and weights (default: a temporary one). ``checks``: a subset of
+    :data:`CHECKS` (``card`` and ``fit`` are prerequisites of nothing; prediction checks share one prediction).
+    ``size``: (x, y, z) voxels of the synthetic volumes (default 46 x 39 x 12: in-plane sizes that need padding).
+
+    Returns ``{"method", "preset", "checks": {check: "passed" | "skipped: why"}, "card", ...}``; raises
+    :class:`ConformanceError` naming every failed check.
+    """
+    selected = list(CHECKS) if checks is None else list(checks)
+    unknown = [c for c in selected if c not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; checks: {', '.join(CHECKS)}")
+    name = getattr(method_cls, "name", "") or method_cls.__name__
+    report: dict = {"method": name, "preset": preset, "checks": {}}
+    tmp = tempfile.TemporaryDirectory(prefix="srbench-check-") if workdir is None else None
+    root = Path(tmp.name if tmp else workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if len(size) != 3 or min(size) < 6:
+            raise ValueError(f"size {size}: (x, y, z) with at least 6 voxels along each axis")
+        checker = _Checker(method_cls, preset, device, seed, settings, fit, root, tuple(size))
+        checker.report = report
+        try:
+            checker.method = checker.new(seed)
+        except Exception as exc:  # noqa: BLE001
+            raise ConformanceError(name, {"init": _raised(exc, f"{method_cls.__name__}(preset={preset!r}, "
+                                                              f"device={device!r}, seed={seed})")}, report) from None
+        failures: dict[str, str] = {}
+        # shape also produces the prediction the later checks read; save-load precedes determinism (weights)
+        needed = set(selected) | ({"shape"} if set(selected) & {"dtype", "range", "geometry", "save-load",
+                                                                "determinism"} else set())
+        if "determinism" in needed:
+            needed.add("save-load")
+        for check in CHECKS:
+            if check not in needed:
+                continue
+            t0 = time.perf_counter()
+            try:
+                getattr(checker, check.replace("-", "_"))()
+                status = "passed"
+            except _Skip as skip:
+                status = f"skipped: {skip}"
+            except _Fail as fail:
+                status = "failed"
+                failures[check] = str(fail)
+            except Exception as exc:  # noqa: BLE001 - an unexpected error inside the method is a failure too
+                status = "failed"
+                failures[check] = _raised(exc, "the method")
+            report.setdefault("seconds", {})[check] = round(time.perf_counter() - t0, 3)
+            if check in selected:
+                report["checks"][check] = status
+        failures = {c: m for c, m in failures.items() if c in selected}
+        if failures:
+            raise ConformanceError(name, failures, report)
+        return report
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
