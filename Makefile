@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RESULTS ?= runs/demo
+# Text files are UTF-8 whatever the machine's locale (CI machines may have none).
+export PYTHONUTF8 := 1
 
 .PHONY: demo test install leaderboard clean
 
@@ -26,7 +28,8 @@ test: install
 leaderboard: install
 	$(BIN)/srbench leaderboard --format md -o leaderboards/README.md
 	$(BIN)/srbench leaderboard --format csv -o leaderboards/leaderboard.csv
-	$(BIN)/srbench leaderboard --format html -o leaderboards/leaderboard.html
+	$(BIN)/srbench leaderboard --format html -o leaderboards/report.html
+	$(BIN)/srbench leaderboard --format latex -o leaderboards/leaderboard.tex
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -75,7 +75,7 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
                       checkpoint=checkpoint, data_root=data_root)
     out_dir, ran = do_run(opts, err)
     if ran:
-        record = json.loads((out_dir / "record.json").read_text())
+        record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
         _print_run_summary(record)
     click.echo(str(out_dir))
 
@@ -276,6 +276,29 @@ def list_plugins(as_json):
                  [[r["name"], r["distribution"], r["version"], ", ".join(r["hooks"]),
                    "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registers"].items())] for r in recs], False, recs)
     _report_failures()
+
+
+@cli.command("new-method")
+@click.argument("name")
+@click.option("--directory", "-C", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where to create the package folder srbench-NAME.")
+@click.option("--force", is_flag=True, help="Overwrite the files of an existing srbench-NAME folder.")
+def new_method_cmd(name, directory, force):
+    """Write srbench-NAME/, a method plugin package (pyproject with entry point, method, conformance test)."""
+    from .scaffold import new_method
+
+    try:
+        taken = name in plugins.get_registry().methods
+    except SRBenchError:
+        taken = False  # a broken installation must not stop anyone from starting a plugin
+    root, files = new_method(name, directory, force)
+    for path in files:
+        click.echo(str(path))
+    if taken:
+        err.print(f"[yellow]warning:[/] a method called {name!r} is already installed; rename yours before "
+                  "installing it (two plugins registering one name is an error)", highlight=False)
+    err.print(f"next: pip install -e \"{root}[test]\" && pytest {root} && srbench run --method {name} "
+              "--dataset demo", highlight=False, soft_wrap=True, markup=False)
 
 
 from .stats_cli import register as _register_stats  # noqa: E402 - the command lives beside its module

@@ -388,8 +388,8 @@ def table_html(df: pd.DataFrame, direction: dict, table_id: str = "leaderboard")
             if marked.loc[idx, m]:
                 text += '<sup title="difference from the best not significant">*</sup>'
             tds.append(f'<td data-v="{"" if pd.isna(mean) else repr(float(mean))}">{text}</td>')
-        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (r.get("parameters"), _count(r.get("parameters"))),
-                            (r.get("sampling_steps"), _steps(r.get("sampling_steps")))):
+        params, steps = r.get("parameters"), r.get("sampling_steps")
+        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (params, _count(params)), (steps, _steps(steps))):
             v = "" if value is None or pd.isna(value) else repr(float(value))
             tds.append(f'<td data-v="{v}">{html.escape(text)}</td>')
         rows.append(f'<tr data-run="{html.escape(str(r.run_id))}">' + "".join(tds) + "</tr>")

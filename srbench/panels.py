@@ -6,21 +6,28 @@ slices ``u`` (sorted, as scored), the slices at 25 %, 50 % and 75 % of that list
 ``u[floor(f * (len(u) - 1) + 0.5)]`` for ``f`` in :data:`FRACTIONS` (duplicates dropped). The rule depends only
 on the test split and the HR data, never on the method, so every method on a dataset keeps the SAME slices.
 
-Arrays (``K`` kept slices of ``H x W``):
+Arrays (``K`` kept slices; ``h x w`` the stored window of the ``H x W`` slice, see below):
 
-- ``sr``, ``hr``, ``lr``: float16 ``(K, H, W)``, intensities in [0, 1] as scored (``sr`` clipped to [0, 1] as
+- ``sr``, ``hr``, ``lr``: float16 ``(K, h, w)``, intensities in [0, 1] as scored (``sr`` clipped to [0, 1] as
   the metrics see it; ``lr`` is the LR volume put back on the HR grid with the method's own input interpolator,
   named in ``interpolator``). float16 keeps about 3 significant digits (relative step 2**-11, under 5e-4 on
-  [0, 1]), enough for figures and difference maps, not for re-scoring. Stored with ``np.savez_compressed``:
-  a few hundred kB for the demo.
-- ``mask``: bool ``(K, H, W)``; all True when the dataset has no mask (``has_mask`` False).
+  [0, 1]), enough for figures and difference maps, not for re-scoring. Stored with ``np.savez_compressed``.
+- ``mask``: bool ``(K, h, w)``; all True when the dataset has no mask (``has_mask`` False).
 - ``slices``: int ``(K,)``, axial indices in the case's HR volume; ``case``, ``interpolator``, ``rule``: str.
+- ``origin``: int ``(2,)``, the window's first (row, column) in the full slice; ``full_shape``: ``(H, W)``.
+
+The stored window (:func:`storage_box`) is the bounding box of the mask over the kept slices plus
+:data:`MARGIN` pixels (the whole slice without a mask); when it holds more than :data:`MAX_PIXELS` pixels it is
+shrunk about its centre, keeping its aspect ratio, to at most that many: 3 float16 arrays of 3 slices then take
+under 1 MB before compression (the demo: about 0.2 MB on disk). It depends only on the mask and the slice size,
+so it is the same for every method.
 
 **The panel slice** (:func:`panel_slice`): among the kept slices, the one on which the block's best method
 (highest mean PSNR; if PSNR is unavailable, the first method) scores its median PSNR over the kept slices
 (ties and missing scores: the middle kept slice) - a typical slice, not a flattering one.
 
-**Zoomed regions** (:func:`zoom_regions`): two square windows of side ``max(16, round(min(H, W) / 5))`` pixels,
+**Zoomed regions** (:func:`zoom_regions`): two square windows of side ``max(16, round(min(H, W) / 5))`` pixels
+(``H x W`` the full slice; at most the stored window's smaller side),
 the first the window with the largest sum of the HR slice's squared gradient magnitude (``np.gradient``) over
 the mask eroded by :data:`ERODE` pixels (so that the edge between the object and the background does not win
 over anatomy), the second the same among windows that do not overlap the first (first maximum in row-major
@@ -41,6 +48,7 @@ import numpy as np
 EXAMPLES = "examples.npz"
 ERODE = 3
 MARGIN = 4
+MAX_PIXELS = 55_000  # per stored slice: 3 arrays x 3 slices x 2 bytes x 55 000 < 1 MB
 FRACTIONS = (0.25, 0.5, 0.75)
 RULE = ("first test case; usable slices at 25/50/75 % of the sorted usable-slice list "
         "(u[floor(f*(len(u)-1)+0.5)])")
@@ -66,10 +74,26 @@ def take_examples(case_id: str, prepared, sr: np.ndarray, interpolator: str) -> 
     lr = to_array(resample_to(prepared.lr, prepared.hr, interpolator))[keep]
     has_mask = prepared.mask is not None
     mask = prepared.mask[keep] > 0 if has_mask else np.ones((len(keep),) + sr.shape[1:], bool)
-    return {"sr": np.clip(sr[rows], 0.0, 1.0).astype(np.float16), "hr": prepared.hr_array[keep].astype(np.float16),
-            "lr": np.clip(lr, 0.0, 1.0).astype(np.float16), "mask": mask, "has_mask": np.array(has_mask),
-            "slices": np.array(keep, dtype=np.int64), "case": np.array(str(case_id)),
-            "interpolator": np.array(str(interpolator)), "rule": np.array(RULE)}
+    r0, r1, c0, c1 = storage_box(mask.any(axis=0))
+    window = (slice(None), slice(r0, r1), slice(c0, c1))
+    return {"sr": np.clip(sr[rows], 0.0, 1.0)[window].astype(np.float16),
+            "hr": prepared.hr_array[keep][window].astype(np.float16),
+            "lr": np.clip(lr, 0.0, 1.0)[window].astype(np.float16), "mask": mask[window],
+            "has_mask": np.array(has_mask), "slices": np.array(keep, dtype=np.int64), "case": np.array(str(case_id)),
+            "interpolator": np.array(str(interpolator)), "rule": np.array(RULE),
+            "origin": np.array([r0, c0], dtype=np.int64), "full_shape": np.array(sr.shape[1:], dtype=np.int64)}
+
+
+def storage_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1) of the stored window: see the module docstring."""
+    r0, r1, c0, c1 = crop_box(mask)
+    h, w = r1 - r0, c1 - c0
+    if h * w > MAX_PIXELS:
+        scale = np.sqrt(MAX_PIXELS / (h * w))
+        nh, nw = int(h * scale), int(w * scale)
+        r0, c0 = r0 + (h - nh) // 2, c0 + (w - nw) // 2
+        r1, c1 = r0 + nh, c0 + nw
+    return int(r0), int(r1), int(c0), int(c1)
 
 
 def save_examples(path: Path, examples: dict | None) -> None:
@@ -92,6 +116,8 @@ class Examples:
     lr: np.ndarray
     mask: np.ndarray
     interpolator: str
+    origin: tuple[int, int] = (0, 0)  # the stored window's first (row, column) in the full slice
+    full_shape: tuple[int, int] | None = None
 
 
 def load_examples(run_dir: Path) -> Examples | None:
@@ -103,7 +129,9 @@ def load_examples(run_dir: Path) -> Examples | None:
         return Examples(case=str(z["case"]), slices=[int(k) for k in z["slices"]],
                         sr=z["sr"].astype(np.float32), hr=z["hr"].astype(np.float32),
                         lr=z["lr"].astype(np.float32), mask=z["mask"].astype(bool),
-                        interpolator=str(z["interpolator"]))
+                        interpolator=str(z["interpolator"]),
+                        origin=tuple(int(v) for v in z["origin"]) if "origin" in z.files else (0, 0),
+                        full_shape=tuple(int(v) for v in z["full_shape"]) if "full_shape" in z.files else None)
 
 
 # --- choosing what to show ------------------------------------------------------------------------------------
@@ -124,13 +152,15 @@ def panel_slice(examples: dict[str, Examples], slice_psnr: dict[str, dict[int, f
     return int(order[(k - 1) // 2])
 
 
-def window_side(shape) -> int:
-    return int(min(max(16, round(min(shape) / 5)), min(shape)))
+def window_side(full_shape, shape=None) -> int:
+    """Zoom window side: max(16, round(min(H, W) / 5)) of the full slice, at most the stored window's side."""
+    return int(min(max(16, round(min(full_shape) / 5)), min(shape or full_shape)))
 
 
-def zoom_regions(hr: np.ndarray, mask: np.ndarray | None = None, n: int = 2) -> list[tuple[int, int, int]]:
+def zoom_regions(hr: np.ndarray, mask: np.ndarray | None = None, n: int = 2,
+                 full_shape=None) -> list[tuple[int, int, int]]:
     """``n`` non-overlapping square windows (row, col, side) of highest HR gradient energy inside the mask."""
-    side = window_side(hr.shape)
+    side = window_side(full_shape or hr.shape, hr.shape)
     gy, gx = np.gradient(hr.astype(np.float64))
     energy = gy ** 2 + gx ** 2
     if mask is not None:
@@ -180,7 +210,7 @@ def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of:
     psnr_of = psnr_of or {}
     first_label, first = next(iter(examples.items()))
     hr, mask = first.hr[index], first.mask[index]
-    regions = zoom_regions(hr, mask)
+    regions = zoom_regions(hr, mask, full_shape=first.full_shape)
     r0, r1, c0, c1 = crop_box(mask)
     columns = [("HR (ground truth)", hr, None),
                (f"LR input ({first.interpolator})", first.lr[index], None)]

@@ -250,20 +250,35 @@ def plugin_error(kind: str, name: str, stage: str, exc: BaseException, cls=None)
     where = ""
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
-        frame = frames[-1]
-        if cls is not None:
-            try:
-                root = Path(inspect.getfile(cls)).resolve().parent
-                own = [f for f in frames if Path(f.filename).resolve().is_relative_to(root)]
-                frame = own[-1] if own else frame
-                where = f" [at {Path(frame.filename).resolve().relative_to(root.parent)}:{frame.lineno}]" if own \
-                    else f" [at {Path(frame.filename).name}:{frame.lineno}]"
-            except (TypeError, OSError, ValueError):
-                where = f" [at {Path(frame.filename).name}:{frame.lineno}]"
-        else:
-            where = f" [at {Path(frame.filename).name}:{frame.lineno}]"
+        own = [f for f in frames if _in_code_of(cls, f.filename)] if cls is not None else []
+        frame = (own or frames)[-1]
+        where = f" [at {_shown_path(cls, frame.filename) if own else Path(frame.filename).name}:{frame.lineno}]"
     plugin_part = f"plugin {plugin!r}, " if plugin != name else ""
     return SRBenchError(f"{kind[:-1]} {name!r} ({plugin_part}{dist} {version}) failed in {stage}: {text}{where}")
+
+
+def _code_root(cls) -> Path | None:
+    """The plugin's code: its top-level package folder, or its single module file."""
+    top = sys.modules.get(cls.__module__.split(".")[0])
+    try:
+        if top is not None and getattr(top, "__path__", None):
+            return Path(list(top.__path__)[0]).resolve()
+        return Path(inspect.getfile(cls)).resolve()
+    except (TypeError, OSError, IndexError):
+        return None
+
+
+def _in_code_of(cls, filename: str) -> bool:
+    root = _code_root(cls)
+    if root is None:
+        return False
+    path = Path(filename).resolve()
+    return path == root or (root.is_dir() and path.is_relative_to(root))
+
+
+def _shown_path(cls, filename: str) -> str:
+    root, path = _code_root(cls), Path(filename).resolve()
+    return str(path.relative_to(root.parent)) if root is not None and root.is_dir() else path.name
 
 
 def _guard(function, name: str, stage: str, cls):

@@ -90,7 +90,7 @@ def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
             continue
         if examples:
             ref = next(iter(examples.values()))
-            if (ex.case, ex.slices, ex.hr.shape) != (ref.case, ref.slices, ref.hr.shape):
+            if (ex.case, ex.slices, ex.hr.shape, ex.origin) != (ref.case, ref.slices, ref.hr.shape, ref.origin):
                 left_out.append(f"{label} (kept other slices: {ex.case} {ex.slices})")
                 continue
         examples[label] = ex
@@ -112,7 +112,8 @@ def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
     psnr_of = {label: slice_psnr.get(label, {}).get(k) for label in examples}
     title = f"{block.dataset} / {block.degradation}: case {first.case}, axial slice {k}"
     fig, regions = pn.panel_figure(title, examples, index, psnr_of)
-    zooms = ", ".join(f"zoom {i} rows {r}–{r + s - 1}, columns {c}–{c + s - 1}"
+    dr, dc = first.origin  # the kept window's place in the full slice
+    zooms = ", ".join(f"zoom {i} rows {r + dr}–{r + dr + s - 1}, columns {c + dc}–{c + dc + s - 1}"
                       for i, (r, c, s) in enumerate(regions, start=1))
     caption = (f"{title}. Columns: ground truth (HR), the LR input put back on the HR grid "
                f"({first.interpolator} interpolation, from {next(iter(examples))}'s run), then every method with "

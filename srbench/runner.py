@@ -155,7 +155,7 @@ def _named_datasets() -> tuple[Path, dict]:
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SRBenchError(f"{path}: cannot read config ({exc})") from None
     named = data.get("datasets", {})
@@ -197,7 +197,7 @@ def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:
         info = {"source": "shipped", "path": str(shipped), "sha256": sha256_file(shipped)}
         card = shipped.with_suffix(".json")
         if card.exists():
-            info["training_record"] = json.loads(card.read_text())
+            info["training_record"] = json.loads(card.read_text(encoding="utf-8"))
         return info
     return {"source": "trained-in-run"}
 

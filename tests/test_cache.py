@@ -213,8 +213,8 @@ def test_second_run_of_the_runner_starts_from_the_cache(folder, reads, tmp_path)
     opts.force = True
     run_dir2, ran2 = run(opts)
     assert ran2 and reads == [] and cache_mod.STATS["hits"] >= 1
-    a = json.loads((run_dir / "record.json").read_text())["summary"]
-    b = json.loads((run_dir2 / "record.json").read_text())["summary"]
+    a = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))["summary"]
+    b = json.loads((run_dir2 / "record.json").read_text(encoding="utf-8"))["summary"]
     assert a == b
 
 

@@ -221,7 +221,7 @@ def test_cli_run_on_a_folder(tmp_path, cli):
         write(mask, root / f"c{i}_mask.nii.gz")
     result = cli("run", "--method", "bicubic", "--dataset", f"folder:{root}", "--results-dir", tmp_path / "r")
     assert result.exit_code == 0, result.output
-    record = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "record.json").read_text())
+    record = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "record.json").read_text(encoding="utf-8"))
     assert record["dataset"]["name"] == "folder" and record["degradation"]["protocol"] == "brain-t1map"
     bad = cli("run", "--method", "bicubic", "--dataset", f"folder:{tmp_path / 'nope'}", "--results-dir",
               tmp_path / "r")

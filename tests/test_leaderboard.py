@@ -25,7 +25,7 @@ def craft(results: Path, source: Path, method: str, deltas: dict, finished_at: s
     """A record of ``method`` made from a real one: its scores shifted by ``deltas``, LPIPS unavailable."""
     out = results / "demo" / degradation / method / f"seed0-{re.sub(r'[^0-9]', '', finished_at)[:14]}"
     shutil.copytree(source, out)
-    record = json.loads((out / "record.json").read_text())
+    record = json.loads((out / "record.json").read_text(encoding="utf-8"))
     table = pd.read_csv(out / "scores.csv")
     summary = {}
     for name in record["summary"]["per_slice"]:
@@ -92,7 +92,7 @@ def test_csv_columns_and_values(two_methods, cli):
                 assert row[key] == ""  # unavailable: empty, not 0, not NaN text
             else:
                 assert float(row[key]) == pytest.approx(value, rel=1e-9)
-        record = json.loads((run_dir / "record.json").read_text())
+        record = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
         assert float(row["sec_per_slice"]) == pytest.approx(record["timings"]["sec_per_slice"])
     assert rows["sharper"]["lpips_mean"] == rows["sharper"]["lpips_std"] == ""
     lpips = next(m for n, m in plugins.get_registry().metrics.items() if n.lower() == "lpips")
@@ -137,7 +137,7 @@ def test_markdown_marks_best_bold_and_second_underlined_with_directions(two_meth
     assert bic[column_named(bic, "psnr")].startswith(
         f"<u>{expected['psnr_mean']:.2f} ± {expected['psnr_std']:.2f}</u>")
     assert "α = 0.05" in result.stdout and "paper protocol" in result.stdout  # the statistics are stated
-    seconds = json.loads((two_methods[1] / "record.json").read_text())["timings"]["sec_per_slice"]
+    seconds = json.loads((two_methods[1] / "record.json").read_text(encoding="utf-8"))["timings"]["sec_per_slice"]
     assert (bic["s/slice"], bic["params"], bic["steps"]) == (f"{seconds:.3g}", "—", "—")  # bicubic: no weights
     assert sharp["s/slice"] == "0.5"
 
@@ -168,7 +168,7 @@ def test_newest_run_of_a_method_is_shown_whole(two_methods, cli):
     """An older run of 'sharper' with LPIPS must not lend its values to the newer run that has none."""
     results, bic, other = two_methods
     older = craft(results, bic, "sharper", {"psnr": -5.0}, "2000-01-01T00:00:00+00:00")
-    record = json.loads((older / "record.json").read_text())
+    record = json.loads((older / "record.json").read_text(encoding="utf-8"))
     lpips = next(n for n in record["summary"]["per_slice"] if n.lower() == "lpips")
     record["summary"]["per_slice"][lpips] = {"mean": 0.123, "std": 0.01, "n": 32}
     (older / "record.json").write_text(json.dumps(record))
@@ -189,13 +189,13 @@ def test_filters_and_output_file(two_methods, cli):
     assert csv_rows(cli("leaderboard", "--results-dir", results, "--format", "csv", "--dataset", "other").stdout) == {}
     out_dir = results.parent / "exports"
     out_dir.mkdir()
-    for fmt in ("csv", "md", "html"):
+    for fmt in ("csv", "md", "html", "latex"):
         printed = cli("leaderboard", "--results-dir", results, "--format", fmt).stdout
         target = out_dir / f"board.{fmt}"
         result = cli("leaderboard", "--results-dir", results, "--format", fmt, "-o", target)
         assert result.exit_code == 0 and result.stdout == ""
-        assert target.read_text() == printed
-    assert sorted(p.name for p in out_dir.iterdir()) == ["board.csv", "board.html", "board.md"]
+        assert target.read_text(encoding="utf-8") == printed
+    assert sorted(p.name for p in out_dir.iterdir()) == ["board.csv", "board.html", "board.latex", "board.md"]
 
 
 def test_empty_results_dir_gives_the_header(cli, results_dir):

@@ -168,7 +168,7 @@ def test_external_package_shows_up_and_runs(tmp_path):
     module = {"srbench_ext_identity": EXTERNAL_METHOD.format(name="ext-identity")}
     make_distribution(site, "srbench-ext-identity", module, {"ext": "srbench_ext_identity"})
     env = subprocess_env(site)
-    listed = subprocess.run([str(SRBENCH_EXE), "methods", "--json"], capture_output=True, text=True, env=env,
+    listed = subprocess.run([str(SRBENCH_EXE), "methods", "--json"], capture_output=True, text=True, encoding="utf-8", env=env,
                             timeout=120)
     assert listed.returncode == 0, listed.stderr
     methods = {m["name"]: m for m in json.loads(listed.stdout)}
@@ -177,14 +177,14 @@ def test_external_package_shows_up_and_runs(tmp_path):
 
     results = tmp_path / "results"
     ran = subprocess.run([str(SRBENCH_EXE), "run", "--method", "ext-identity", "--dataset", "demo",
-                          "--results-dir", str(results)], capture_output=True, text=True, env=env, timeout=300)
+                          "--results-dir", str(results)], capture_output=True, text=True, encoding="utf-8", env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr
     [record_path] = results.glob("demo/brain-t1map/ext-identity/*/record.json")
     assert ran.stdout.strip().splitlines()[-1] == str(record_path.parent)
-    record = json.loads(record_path.read_text())
+    record = json.loads(record_path.read_text(encoding="utf-8"))
     assert record["method_card"]["name"] == "ext-identity" and record["method_card"]["version"] == "0.3.0"
     assert record["lr_to_hr_interpolator"] == "linear"
-    assert record["n_slices"] == len((record_path.parent / "scores.csv").read_text().strip().splitlines()) - 1 > 0
+    assert record["n_slices"] == len((record_path.parent / "scores.csv").read_text(encoding="utf-8").strip().splitlines()) - 1 > 0
 
 
 def test_entry_point_name_taken_by_another_distribution_is_reported(tmp_path, monkeypatch):

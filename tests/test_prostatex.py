@@ -183,7 +183,7 @@ def test_missing_data_errors_say_where_to_download_and_put_it(tmp_path, monkeypa
 
 
 def test_committed_manifest_is_the_stated_rule():
-    data = json.loads(px.COMMITTED.read_text())
+    data = json.loads(px.COMMITTED.read_text(encoding="utf-8"))
     ids = [f"ProstateX-{i:04d}" for i in range(346)]
     splits = data["splits"]
     assert sorted(p for v in splits.values() for p in v) == ids  # every patient once: no patient in two splits
@@ -339,7 +339,7 @@ def test_bicubic_run_end_to_end_records_a_run(tmp_path, committed):
     run_dir, ran = run(RunOptions(method="bicubic", dataset="prostatex", data_root=str(root),
                                   results_dir=tmp_path / "results"))
     assert ran
-    record = json.loads((run_dir / "record.json").read_text())
+    record = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
     assert record["dataset"]["name"] == "prostatex" and record["degradation"]["protocol"] == "prostate-t2w"
     assert record["n_slices"] == 8 and record["dataset"]["test_cases"] == ["ProstateX-0041", "ProstateX-0042"]
 

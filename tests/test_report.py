@@ -44,7 +44,7 @@ def craft(results: Path, source: Path, method: str, shift: dict, finished_at: st
     slug = re.sub(r"[^A-Za-z0-9]+", "-", method)
     out = results / "demo" / "brain-t1map" / slug / f"seed0-{slug}"
     shutil.copytree(source, out)
-    record = json.loads((out / "record.json").read_text())
+    record = json.loads((out / "record.json").read_text(encoding="utf-8"))
     table = pd.read_csv(out / "scores.csv")
     summary = {}
     for name, old in record["summary"]["per_slice"].items():
@@ -123,16 +123,26 @@ def test_examples_npz_written_by_a_real_run(bicubic_run):
     with np.load(path, allow_pickle=False) as z:
         assert str(z["case"]) == first_case
         assert z["slices"].tolist() == panels.example_slices(usable) == [100, 108, 115]
+        full = tuple(z["full_shape"])
+        assert full == (233, 197)  # the demo's axial slices
+        r0, c0 = z["origin"]
+        shape = z["hr"].shape  # the stored window: the brain's bounding box plus a margin
+        assert shape[0] == 3 and r0 + shape[1] <= full[0] and c0 + shape[2] <= full[1]
+        assert shape[1] * shape[2] <= panels.MAX_PIXELS
         for key in ("sr", "hr", "lr"):
-            assert z[key].dtype == np.float16 and z[key].shape == (3, 233, 197)
+            assert z[key].dtype == np.float16 and z[key].shape == shape
             assert 0 <= float(z[key].min()) and float(z[key].max()) <= 1
-        assert z["mask"].dtype == bool and z["mask"].shape == (3, 233, 197) and bool(z["has_mask"])
+        assert z["mask"].dtype == bool and z["mask"].shape == shape and bool(z["has_mask"])
+        m = z["mask"]
+        assert m.any() and not (m[:, :panels.MARGIN].any() or m[:, -panels.MARGIN:].any()
+                                or m[:, :, :panels.MARGIN].any() or m[:, :, -panels.MARGIN:].any())
         assert str(z["interpolator"]) == "bspline"
         sr, hr, mask = (z[k].astype(np.float64) for k in ("sr", "hr", "mask"))
-    # The kept arrays are the scored ones: PSNR recomputed on them (masked, as scored) matches scores.csv.
+    # The kept arrays are the scored ones: PSNR recomputed on them (masked, as scored, over the whole slice:
+    # outside the kept window both are masked to 0) matches scores.csv.
     psnr_col = next(c for c in scores.columns if c.lower() == "psnr")
     for i, k in enumerate([100, 108, 115]):
-        mse = np.mean((sr[i] * mask[i] - hr[i] * mask[i]) ** 2)
+        mse = np.sum((sr[i] * mask[i] - hr[i] * mask[i]) ** 2) / (full[0] * full[1])
         expected = scores.loc[(scores["case"] == first_case) & (scores["slice"] == k), psnr_col].item()
         assert 10 * np.log10(1 / mse) == pytest.approx(expected, abs=0.02)
 
@@ -143,6 +153,7 @@ def test_same_slices_for_every_method(two_runs):
     assert (a.case, a.slices) == (b.case, b.slices)
     np.testing.assert_array_equal(a.hr, b.hr)
     np.testing.assert_array_equal(a.mask, b.mask)
+    assert (a.origin, a.full_shape) == (b.origin, b.full_shape)
     assert (a.interpolator, b.interpolator) == ("bspline", "nearest")
     np.testing.assert_array_equal(b.sr, b.lr)  # nearest returns its input
     assert not np.array_equal(a.sr, b.sr)
@@ -161,6 +172,16 @@ def test_zoom_regions_pick_the_highest_gradient_energy_and_do_not_overlap():
     mask[50:, :60] = True  # outside the mask the stripes count for nothing
     (r, c, _), _ = panels.zoom_regions(hr, mask)
     assert r >= 40 and c < 60
+
+
+def test_storage_box_is_the_mask_box_or_a_centred_crop_within_the_limit():
+    mask = np.zeros((400, 500), bool)
+    mask[100:150, 200:260] = True
+    assert panels.storage_box(mask) == (96, 154, 196, 264)
+    r0, r1, c0, c1 = panels.storage_box(np.ones((400, 500), bool))  # too big: centred, same aspect
+    assert (r1 - r0) * (c1 - c0) <= panels.MAX_PIXELS
+    assert abs((r0 + r1) / 2 - 200) <= 1 and abs((c0 + c1) / 2 - 250) <= 1
+    assert abs((c1 - c0) / (r1 - r0) - 1.25) < 0.02
 
 
 def test_panel_slice_is_the_best_methods_median():
@@ -289,7 +310,7 @@ def test_latex_compiles(three_methods, cli, tmp_path):
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex
                    + "\\end{document}\n")
     out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, encoding="utf-8", timeout=60)
     assert out.returncode == 0, out.stdout[-3000:]
     assert (tmp_path / "table.pdf").stat().st_size > 0
 

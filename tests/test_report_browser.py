@@ -33,7 +33,7 @@ def chromium() -> tuple[str, str]:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         script = Path(__file__).with_name("browser_setup.sh")
         try:
-            out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+            out = subprocess.run(["bash", str(script)], capture_output=True, text=True, encoding="utf-8", timeout=900)
         except (OSError, subprocess.TimeoutExpired) as exc:
             pytest.skip(f"headless Chromium unavailable: {script.name} failed ({exc})")
         if out.returncode != 0:

@@ -119,7 +119,7 @@ def test_killed_training_resumes_to_the_target_step(tmp_path):
     step = torch.load(work / "checkpoint.pt", weights_only=True)["step"]
     assert 1 <= step < 40 and not out.exists()
     cmd[cmd.index("40")] = str(step + 2)  # finish quickly: two more steps
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-500:]
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert record["training"]["resumed_from_step"] == step and record["training"]["steps"] == step + 2

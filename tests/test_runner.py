@@ -53,12 +53,12 @@ def test_layout(bicubic_run):
     results, run_dir = bicubic_run
     parts = run_dir.relative_to(results).parts
     assert parts[:3] == ("demo", "brain-t1map", "bicubic") and len(parts) == 4
-    assert sorted(p.name for p in run_dir.iterdir()) == ["record.json", "scores.csv"]  # no temporaries left
+    assert sorted(p.name for p in run_dir.iterdir()) == ["examples.npz", "record.json", "scores.csv"]  # no temporaries left
 
 
 def test_record_contents(bicubic_run):
     _, run_dir = bicubic_run
-    record = json.loads((run_dir / "record.json").read_text())
+    record = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
     config = record["config"]
     assert (config["method"], config["dataset"], config["degradation"], config["seed"]) == \
         ("bicubic", "demo", "brain-t1map", 0)
@@ -94,7 +94,7 @@ def test_scores_csv_one_row_per_test_slice_with_every_metric(bicubic_run):
             assert values.notna().all() and np.isfinite(values).all()
         else:
             assert values.isna().all()  # unavailable: empty, never a number
-    record = json.loads((run_dir / "record.json").read_text())
+    record = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
     summary = {k.lower(): v for k, v in record["summary"]["per_slice"].items()}
     assert summary["psnr"]["mean"] == pytest.approx(column(table, "psnr").mean(), abs=1e-9)
     assert summary["psnr"]["std"] == pytest.approx(column(table, "psnr").std(ddof=1), abs=1e-9)
@@ -180,7 +180,7 @@ def test_crash_mid_run_leaves_no_record_and_earlier_runs_intact(copied_results, 
     monkeypatch.setattr(bicubic.Bicubic, "predict_volume", crash)
     for opts in (RunOptions(method="bicubic", dataset="demo", results_dir=results, seed=1),
                  RunOptions(method="bicubic", dataset="demo", results_dir=results, force=True)):
-        with pytest.raises(RuntimeError, match="halfway"):
+        with pytest.raises(SRBenchError, match=r"method 'bicubic' .* failed in predict.*halfway"):
             run(opts)
         assert snapshot(results) == before  # nothing new, nothing touched
     assert list(results.rglob("record.json")) == [run_dir / "record.json"]

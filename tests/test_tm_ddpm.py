@@ -103,7 +103,7 @@ def test_backbone_is_swin_from_timm_and_three_times_res_srdiff_at_paper_scale():
 
 def test_card_records_the_sampler_and_steps():
     tiny, full, paper = TMDDPM("tiny").card(), TMDDPM("tiny-full").card(), TMDDPM.presets["paper"]
-    assert (tiny["sampler"], tiny["sampling_steps"], tiny["ddim_eta"]) == ("ddim", 50, 0.0)
+    assert (tiny["sampler"], tiny["sampling_steps"], tiny["ddim_eta"]) == ("ddim", 50, 1.0)
     assert (full["sampler"], full["sampling_steps"]) == ("ancestral", 1000)
     assert paper["sampler"] == "ancestral" and paper["sample_steps"] == 1000
     assert tiny["predict_type"] == "epsilon" and tiny["stochastic"] is True and "Pan" in tiny["citation"]

@@ -185,7 +185,7 @@ def dicom_series_dirs(root: Path, index_name: str | None = None, max_depth: int 
     if base is not None and index_name:
         index_path = base / "index" / f"{digest({'root': str(root.resolve()), 'name': index_name})}.json"
         try:
-            old = json.loads(index_path.read_text())
+            old = json.loads(index_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = {}
     new, out = {}, []
@@ -560,7 +560,7 @@ class FolderDataset(FileBackedDataset):
                  "excluded": sorted(c for c, _ in self.skipped)}
         if splits_file.is_file():
             try:
-                named = json.loads(splits_file.read_text())
+                named = json.loads(splits_file.read_text(encoding="utf-8"))
                 assert isinstance(named, dict) and all(isinstance(v, list) for v in named.values())
             except (OSError, ValueError, AssertionError):
                 raise SRBenchError(f"{splits_file}: expected JSON {{\"train\": [case ids], \"test\": [...]}}") \

@@ -210,7 +210,7 @@ class ProstateX(FileBackedDataset):
         sidecar = path.with_name(stem(path) + ".json")
         if sidecar.is_file():
             try:
-                description = json.loads(sidecar.read_text()).get("SeriesDescription") or description
+                description = json.loads(sidecar.read_text(encoding="utf-8")).get("SeriesDescription") or description
             except (OSError, ValueError, AttributeError):
                 pass
         try:
@@ -227,7 +227,7 @@ class ProstateX(FileBackedDataset):
     # the Dataset interface -------------------------------------------------------------------------------
     @staticmethod
     def committed() -> SplitManifest:
-        data = json.loads(COMMITTED.read_text())
+        data = json.loads(COMMITTED.read_text(encoding="utf-8"))
         return SplitManifest(data["dataset"], data["splits"], data.get("rule", ""), data.get("extra", {}))
 
     def build_manifest(self) -> SplitManifest:

@@ -32,7 +32,7 @@ def _one_line(exc: Exception) -> str:
 
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SRBenchError(f"cannot read {path}: {_one_line(exc)}") from None
 
