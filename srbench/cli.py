@@ -64,7 +64,10 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 @click.option("--train", is_flag=True, help="Train from scratch even when a shipped checkpoint exists.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Evaluate these weights.")
 @click.option("--force", is_flag=True, help="Run again even if this run already finished.")
-def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, force):
+@click.option("--pretrained-only", is_flag=True,
+              help="Skip a learned method that has no shipped checkpoint instead of training it.")
+def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, force,
+        pretrained_only):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
     from .runner import RunOptions, default_results_dir
     from .runner import run as do_run
@@ -72,8 +75,10 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
     _report_failures()
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
                       device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
-                      checkpoint=checkpoint, data_root=data_root)
+                      checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only)
     out_dir, ran = do_run(opts, err)
+    if out_dir is None:
+        return
     if ran:
         record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
         _print_run_summary(record)

@@ -7,6 +7,23 @@ uninterrupted one, on the same batches.
 
 Two loops share the same machinery: ``Trainer`` (one network, one loss, one optimizer: regression and diffusion
 models) and ``MultiTrainer`` (several networks and optimizers updated in turn within a step: GANs).
+
+Under ``torchrun --nproc_per_node N`` (``srbench.distributed``) the same loops train data-parallel:
+
+* batches: the preset's ``batch_size`` stays the *global* batch. Every rank's ``PatchSampler`` runs the same
+  random stream (same seed) and draws the whole global batch's patch positions, then materialises only its
+  own contiguous share, ``batch_size / N`` patches (``batch_size`` must divide by N). The union of the ranks'
+  patches is exactly the one-process batch, so the averaged gradient equals the one-process gradient.
+* gradients: ``Trainer`` wraps its network in ``DistributedDataParallel``; ``MultiTrainer`` (whose GAN steps
+  back-propagate group by group with ``backward(inputs=...)``, which DDP's reducer does not support) averages
+  each group's gradients with one flat all-reduce before clipping, and broadcasts rank 0's buffers each step
+  (as DDP's ``broadcast_buffers`` does).
+* randomness inside the loss (diffusion timesteps and noise, dropout) comes from the global torch RNG, seeded
+  ``seed + rank``: ranks draw different noise; one process (rank 0) keeps the single-process seed.
+* checkpoints and logging: rank 0 only. A checkpoint holds every rank's sampler and RNG state (gathered to rank
+  0, ``"ranks"``); on resume each rank restores its own. All ranks decide together when to stop
+  (``max_seconds`` is rank 0's clock) and wait at a barrier while rank 0 writes.
+Without ``WORLD_SIZE`` in the environment none of this is active and the loops behave as in one process.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.optim.swa_utils import AveragedModel
 
+from . import distributed
 from .method import SlicePairs
 
 CHECKPOINT = "checkpoint.pt"
@@ -48,10 +66,17 @@ class TrainConfig:
     amp_bf16: bool = True            # only on CUDA; CPU trains in float32
     seed: int = 0
     max_seconds: float | None = None  # stop (with a checkpoint) after this wall time; resume continues
+    compile: bool = False             # torch.compile the training network (Trainer); off by default
+    ddp_find_unused: bool = False     # DDP's find_unused_parameters, for networks with branches unused per step
 
 
 class PatchSampler:
-    """Random aligned LR/HR patches ``(B, 1, P, P)`` from slice pairs, driven by a checkpointable generator."""
+    """Random aligned LR/HR patches ``(B, 1, P, P)`` from slice pairs, driven by a checkpointable generator.
+
+    ``batch_size`` is the global batch. Under N > 1 processes each rank draws the positions of the whole batch
+    from the shared stream and returns its own share ``[rank * B/N, (rank + 1) * B/N)``, so the ranks' shares
+    together are the one-process batch and the generator state is the same on every rank.
+    """
 
     def __init__(self, pairs: SlicePairs, patch: int, batch_size: int, seed: int, min_foreground: float = 0.1):
         self.lr = torch.from_numpy(pairs.lr).float()
@@ -59,21 +84,32 @@ class PatchSampler:
         self.patch, self.batch_size, self.min_foreground = patch, batch_size, min_foreground
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _one(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _position(self) -> tuple[int, int, int]:
         n, h, w = self.hr.shape
         p = self.patch
         for _ in range(20):  # prefer patches with tissue: background-only patches teach nothing
             k = int(torch.randint(n, (1,), generator=self.generator))
             i = int(torch.randint(max(1, h - p + 1), (1,), generator=self.generator))
             j = int(torch.randint(max(1, w - p + 1), (1,), generator=self.generator))
-            hr = self.hr[k, i:i + p, j:j + p]
-            if (hr > 0).float().mean() >= self.min_foreground:
+            if (self.hr[k, i:i + p, j:j + p] > 0).float().mean() >= self.min_foreground:
                 break
-        return self.lr[k, i:i + p, j:j + p], hr
+        return k, i, j
+
+    def _one(self) -> tuple[torch.Tensor, torch.Tensor]:
+        k, i, j = self._position()
+        p = self.patch
+        return self.lr[k, i:i + p, j:j + p], self.hr[k, i:i + p, j:j + p]
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        lr, hr = zip(*(self._one() for _ in range(self.batch_size)))
-        return torch.stack(lr)[:, None], torch.stack(hr)[:, None]
+        world, rank = distributed.world_size(), distributed.rank()
+        if self.batch_size % world:
+            raise ValueError(f"batch size {self.batch_size} does not split evenly over {world} processes")
+        share = self.batch_size // world
+        positions = [self._position() for _ in range(self.batch_size)][rank * share:(rank + 1) * share]
+        p = self.patch
+        lr = torch.stack([self.lr[k, i:i + p, j:j + p] for k, i, j in positions])
+        hr = torch.stack([self.hr[k, i:i + p, j:j + p] for k, i, j in positions])
+        return lr[:, None], hr[:, None]
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -113,9 +149,11 @@ class _Loop:
 
     def _setup(self, sampler, cfg: TrainConfig, workdir: Path, device: torch.device, console: Console | None,
                description: str) -> None:
+        distributed.init()
         self.sampler, self.cfg = sampler, cfg
         self.workdir, self.device, self.description = Path(workdir), device, description
-        self.console = console or Console(stderr=True)
+        # Rank 0 logs; the others stay quiet.
+        self.console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
         self.step, self.elapsed, self.history = 0, 0.0, []
 
     def _networks_state(self) -> dict:
@@ -125,16 +163,30 @@ class _Loop:
         raise NotImplementedError
 
     # --- checkpoints ---------------------------------------------------------------------------------
+    def _rank_state(self) -> dict:
+        """What differs between ranks: the sampler and the RNG that drives the loss's randomness."""
+        state = {"sampler": self.sampler.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def state_dict(self) -> dict:
         return {"step": self.step, "elapsed": self.elapsed, "history": self.history, **self._networks_state(),
-                "sampler": self.sampler.state_dict(), "torch_rng": torch.get_rng_state(), "config": asdict(self.cfg)}
+                **self._rank_state(), "config": asdict(self.cfg)}
 
     def save_checkpoint(self) -> Path:
+        """Collective under torchrun: every rank hands its own state to rank 0, which writes one file."""
         path = self.workdir / CHECKPOINT
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+        ranks = distributed.gather_objects(self._rank_state()) if distributed.parallel() else None
+        if distributed.is_main():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            state = self.state_dict()
+            if ranks is not None:
+                state.update(ranks=ranks, world_size=len(ranks))
+            torch.save(state, tmp)
+            os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+        distributed.barrier()
         return path
 
     def try_resume(self) -> bool:
@@ -144,8 +196,19 @@ class _Loop:
         # On the CPU first: RNG states must stay CPU tensors; networks and optimizers copy onto their devices.
         state = torch.load(path, map_location="cpu", weights_only=True)
         self._load_networks_state(state)
-        self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        rank, world = distributed.rank(), distributed.world_size()
+        ranks = state.get("ranks") or [{k: state[k] for k in ("sampler", "torch_rng", "cuda_rng") if k in state}]
+        own = ranks[rank] if len(ranks) == world else ranks[0]
+        # The patch sampler's stream is shared by all ranks, so rank 0's state serves any number of processes.
+        self.sampler.load_state_dict(own["sampler"])
+        if len(ranks) == world:
+            torch.set_rng_state(own["torch_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in own:
+                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
+        else:  # resumed on another number of processes: fresh, rank-distinct loss noise
+            self.console.print(f"[yellow]resuming a {len(ranks)}-process checkpoint on {world} process(es): "
+                               "the loss's random draws are reseeded (batches stay exact)[/]")
+            torch.manual_seed(self.cfg.seed + rank + 1_000_003 * state["step"])
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], list(state["history"])
         return True
 
@@ -160,7 +223,7 @@ class _Loop:
     def fit(self) -> dict:
         resumed_from = self.step if self.try_resume() else None
         if resumed_from is None:
-            torch.manual_seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.seed + distributed.rank())  # one process: the seed itself
         start = time.perf_counter() - self.elapsed
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())
@@ -171,6 +234,10 @@ class _Loop:
             while self.step < self.cfg.steps:
                 out = self.train_step()
                 losses = out if isinstance(out, dict) else {"loss": out}
+                if distributed.parallel():  # log the global batch's loss, as one process would
+                    values = torch.tensor(list(losses.values()), dtype=torch.float64, device=self.device)
+                    distributed.mean_([values])
+                    losses = dict(zip(losses, values.tolist()))
                 running = {k: v if k not in running else 0.98 * running[k] + 0.02 * v for k, v in losses.items()}
                 shown = " ".join(f"{k} {v:.4g}" for k, v in running.items())
                 progress.update(task, advance=1, losses=shown)
@@ -184,13 +251,17 @@ class _Loop:
                 self.elapsed = time.perf_counter() - start
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save_checkpoint()
-                if self.cfg.max_seconds and self.elapsed >= self.cfg.max_seconds and self.step < self.cfg.steps:
+                stop = bool(self.cfg.max_seconds and self.elapsed >= self.cfg.max_seconds and self.step < self.cfg.steps)
+                if self.cfg.max_seconds and distributed.parallel():
+                    stop = distributed.broadcast_object(stop)  # rank 0's clock decides for all
+                if stop:
                     self.save_checkpoint()
                     stopped_early = True
                     break
         return {"steps": self.step, "target_steps": self.cfg.steps, "seconds": round(self.elapsed, 1),
                 "resumed_from_step": resumed_from, "finished": not stopped_early, "device": str(self.device),
                 "amp_bf16": self.cfg.amp_bf16 and self.device.type == "cuda", "config": asdict(self.cfg),
+                "world_size": distributed.world_size(),
                 "loss_history": self.history[-50:]}
 
 
@@ -226,6 +297,18 @@ class Trainer(_Loop):
         self.optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.ema = _ema(model, cfg.ema_decay) if cfg.ema_decay else None
+        # What the loss calls: the network, wrapped in DDP under torchrun (rank 0's initial weights are broadcast;
+        # gradients are averaged during backward), compiled on request. Checkpoints hold the bare network.
+        self.train_model = self.model
+        if distributed.parallel():
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+                if device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids,
+                                                       find_unused_parameters=cfg.ddp_find_unused)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
 
     def _networks_state(self) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
@@ -242,7 +325,7 @@ class Trainer(_Loop):
         self.model.train()
         lr, hr = (t.to(self.device, non_blocking=True) for t in self.sampler())
         with self._autocast():
-            loss, logs = self.loss_fn(self.model, (lr, hr))
+            loss, logs = self.loss_fn(self.train_model, (lr, hr))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -293,6 +376,8 @@ class MultiTrainer(_Loop):
         self.emas = {name: _ema(self.models[name], cfg.ema_decay) for name in ema}
         self.extra_state = dict(extra_state or {})
         self._updated: list[str] = []
+        if distributed.parallel():  # start every rank from rank 0's weights, as DDP does
+            distributed.broadcast_([t.data for m in self.models.values() for t in (*m.parameters(), *m.buffers())])
 
     def _networks_state(self) -> dict:
         return {"models": {n: m.state_dict() for n, m in self.models.items()},
@@ -319,6 +404,8 @@ class MultiTrainer(_Loop):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=self.device.type, enabled=False):  # backward outside autocast
             loss.backward(inputs=params)  # gradients for this group's networks only
+        # Under torchrun: the gradient of the global batch's loss (every rank runs the same graph).
+        distributed.mean_([p.grad for p in params if p.grad is not None])
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         optimizer.step()
@@ -327,6 +414,8 @@ class MultiTrainer(_Loop):
     def train_step(self) -> dict[str, float]:
         for model in self.models.values():
             model.train()
+        if distributed.parallel():  # rank 0's buffers (BatchNorm statistics) everywhere, as DDP's broadcast_buffers
+            distributed.broadcast_([b.data for m in self.models.values() for b in m.buffers()])
         batch = tuple(t.to(self.device, non_blocking=True) for t in self.sampler())
         self._updated = []
         with self._autocast():

@@ -51,6 +51,7 @@ class RunOptions:
     results_dir: Path = field(default_factory=default_results_dir)
     force: bool = False
     train: bool = False
+    pretrained_only: bool = False  # skip, instead of training, a learned method without weights
     checkpoint: Path | None = None
     data_root: str | None = None
 
@@ -208,8 +209,8 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
-    """Execute (or skip, when already finished) one run; returns (run directory, ran)."""
+def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, bool]:
+    """Execute (or skip, when already finished) one run; returns (run directory or None if skipped, ran)."""
     console = console or Console(stderr=True)
     method_cls = lookup("methods", opts.method)
     dataset = make_dataset(opts.dataset, opts.data_root)
@@ -218,6 +219,10 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path, bool]:
     method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
     manifest = dataset.manifest()
     weights = _weights(method_cls, opts, dataset.name)
+    if weights["source"] == "trained-in-run" and opts.pretrained_only:
+        console.print(f"[yellow]skipped {method.name}:[/] no shipped {dataset.name}-{opts.preset} checkpoint "
+                      f"(train one with --train, or give --checkpoint)", highlight=False)
+        return None, False
     identity = {"method": method.name, "method_version": method.version, "preset": opts.preset,
                 "dataset": dataset.name, "split_hash": manifest.hash, "degradation": degradation.params(),
                 "seed": opts.seed, "weights": {k: weights.get(k) for k in ("source", "sha256")}}

@@ -123,3 +123,12 @@ def test_killed_training_resumes_to_the_target_step(tmp_path):
     assert done.returncode == 0, done.stderr[-500:]
     record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert record["training"]["resumed_from_step"] == step and record["training"]["steps"] == step + 2
+
+
+def test_pretrained_only_skips_instead_of_training(monkeypatch, tmp_path):
+    from srbench.runner import RunOptions, run
+
+    monkeypatch.setattr(rs.ResSRDiff, "shipped_checkpoint", classmethod(lambda cls, dataset, preset: None))
+    monkeypatch.setattr(rs.ResSRDiff, "fit", lambda *a, **k: pytest.fail("must not train"))
+    out_dir, ran = run(RunOptions(method="res-srdiff", dataset="demo", results_dir=tmp_path, pretrained_only=True))
+    assert out_dir is None and not ran and not any(tmp_path.iterdir())
