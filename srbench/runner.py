@@ -2,6 +2,11 @@
 
 A run is method@version x dataset@split-hash x degradation@params x seed (x weights). Re-running a finished
 run is a no-op unless forced; the record is written last and atomically.
+
+Under ``torchrun --nproc_per_node N`` (``srbench.distributed``): ``train`` trains data-parallel (the engine) and
+rank 0 writes the weights and record; ``run`` shards the test split by case (case i on rank i mod N, each case
+predicted whole, so a stochastic method sees the same per-case generator as in one process), gathers every
+rank's per-slice scores and timings, and rank 0 writes one record whose rows are in the one-process order.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from . import distributed
 from . import record as rec
 from .cache import PreprocessCache
 from .compose import make_composed, split_spec
@@ -210,8 +216,13 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, bool]:
-    """Execute (or skip, when already finished) one run; returns (run directory or None if skipped, ran)."""
-    console = console or Console(stderr=True)
+    """Execute (or skip, when already finished) one run; returns (run directory or None if skipped, ran).
+
+    Under torchrun every rank returns the run directory once rank 0 has written the record; ``ran`` is true on
+    rank 0 only (the rank that reports).
+    """
+    distributed.init()
+    console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
     method_cls = lookup("methods", opts.method)
     dataset = make_dataset(opts.dataset, opts.data_root)
     deg_spec = opts.degradation or dataset.default_degradation
@@ -228,7 +239,7 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
                 "seed": opts.seed, "weights": {k: weights.get(k) for k in ("source", "sha256")}}
     rid = rec.run_id(identity)
     out_dir = rec.run_dir(opts.results_dir, dataset.name, deg_spec.replace("/", "_"), method.name, rid)
-    if (out_dir / rec.RECORD).exists() and not opts.force:
+    if distributed.broadcast_object((out_dir / rec.RECORD).exists() and not opts.force):  # rank 0 decides
         console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
         return out_dir, False
 
@@ -243,15 +254,20 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
         t0 = time.perf_counter()
         training = method.fit(train, val, out_dir / "work")
         timings["fit_s"] = time.perf_counter() - t0
-        method.save(out_dir / "weights.safetensors")
+        if distributed.is_main():
+            method.save(out_dir / "weights.safetensors")
+        distributed.barrier()
         weights["sha256"] = sha256_file(out_dir / "weights.safetensors")
 
     rows, predict_s, score_s, n_slices, skipped = [], 0.0, 0.0, 0, 0
     from . import panels  # a few predicted slices kept for the report's qualitative panels
 
     examples = None
+    rank, world = distributed.rank(), distributed.world_size()
     with _progress(console) as progress:
-        for case in dataset.cases("test"):
+        for index, case in enumerate(dataset.cases("test")):
+            if index % world != rank:  # this case is another rank's
+                continue
             p = prepare(case, degradation, opts.seed)
             skipped += len(p.skipped)
             task = progress.add_task(f"{method.name} on {case.case_id}", total=len(p.slices))
@@ -261,7 +277,7 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
             if not np.isfinite(sr).all():
                 raise SRBenchError(f"method {method.name!r} produced NaN or Inf on case {case.case_id!r}")
             if examples is None and p.slices:  # first test case with slices: panels.example_slices
-                examples = panels.take_examples(case.case_id, p, sr, method.input_interpolator)
+                examples = (index, panels.take_examples(case.case_id, p, sr, method.input_interpolator))
             t0 = time.perf_counter()
             mask = p.mask[p.slices] if p.mask is not None else None
             scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
@@ -270,7 +286,16 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
             for i, k in enumerate(p.slices):
                 row = {"case": case.case_id, "patient": case.patient_id, "slice": k}
                 row.update({name: (None if v is None else float(v[i])) for name, v in scores.values.items()})
-                rows.append(row)
+                rows.append((index, row))
+    if distributed.parallel():  # every rank's rows, timings and examples on every rank
+        parts = distributed.all_gather_objects((rows, predict_s, score_s, n_slices, skipped, examples))
+        rows = [r for part in parts for r in part[0]]
+        predict_s, score_s = sum(part[1] for part in parts), sum(part[2] for part in parts)  # summed compute time
+        n_slices, skipped = sum(part[3] for part in parts), sum(part[4] for part in parts)
+        examples = min((part[5] for part in parts if part[5] is not None), key=lambda e: e[0], default=None)
+        timings["processes"] = world
+    rows = [row for _, row in sorted(rows, key=lambda r: r[0])]  # stable: the one-process case and slice order
+    examples = examples[1] if examples is not None else None
     if not rows:
         raise SRBenchError(f"dataset {dataset.name!r}: no test slices to score")
     timings.update(predict_s=predict_s, score_s=score_s, sec_per_slice=predict_s / n_slices)
@@ -300,10 +325,12 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
         "timings": timings, "peak_memory_mb": _peak_memory_mb(method.device),
         "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(method.device),
     }
-    panels.save_examples(out_dir / panels.EXAMPLES, examples)
-    rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
-    rec.atomic_write_json(out_dir / rec.RECORD, record)
-    return out_dir, True
+    if distributed.is_main():
+        panels.save_examples(out_dir / panels.EXAMPLES, examples)
+        rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
+        rec.atomic_write_json(out_dir / rec.RECORD, record)
+    distributed.barrier()
+    return out_dir, distributed.is_main()
 
 
 def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,
@@ -311,9 +338,11 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
           checkpoint_every: int | None = None) -> dict:
     """Train a method on a dataset's train split; write ``output`` (weights) and ``output.json`` (record).
 
-    Interrupted training resumes from ``workdir``'s checkpoint when the same command is run again.
+    Interrupted training resumes from ``workdir``'s checkpoint when the same command is run again. Under
+    torchrun every rank trains (DDP) and rank 0 writes ``output`` and its record.
     """
-    console = console or Console(stderr=True)
+    distributed.init()
+    console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
     method_cls = lookup("methods", opts.method)
     if not method_cls.trains:
         raise SRBenchError(f"method {opts.method!r} does not train")
@@ -332,11 +361,15 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     train_pairs = training_pairs(dataset, "train", degradation, method, opts.seed)
     val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
     record = method.fit(train_pairs, val, workdir)
-    method.save(Path(output))
+    if distributed.is_main():
+        method.save(Path(output))
+    distributed.barrier()
     record = {"method": method.name, "preset": opts.preset, "dataset": dataset.name, "split_hash": manifest.hash,
               "degradation": degradation.params(), "seed": opts.seed, "method_card": method.card(),
               "weights_sha256": sha256_file(output), "versions": rec.versions(), "git_sha": rec.git_sha(),
               "hardware": rec.hardware(method.device), "training": record,
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    rec.atomic_write_json(Path(output).with_suffix(".json"), record)
+    if distributed.is_main():
+        rec.atomic_write_json(Path(output).with_suffix(".json"), record)
+    distributed.barrier()
     return record
