@@ -27,8 +27,8 @@ import torch.nn.functional as F
 import srbench
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method, SlicePairs
-from srbench_plugins.pix2pix.common import (canvas_pairs, crop, from_net, load_into, load_weights, pad_center,
-                                            save_weights, to_net)
+from srbench.weights import load_into, load_weights, save_weights
+from srbench_plugins.pix2pix.common import canvas_pairs, crop, from_net, pad_center, to_net
 from srbench_plugins.pix2pix.networks import GANLoss, NLayerDiscriminator, count_parameters, init_weights, receptive_field
 
 from .networks import ImagePool, ResnetGenerator, layer_notation

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 import srbench
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method
+from srbench.weights import load_into, load_weights, save_weights
 
-from .common import canvas_pairs, canvas_size, crop, from_net, load_into, load_weights, pad_center, save_weights, to_net
+from .common import canvas_pairs, canvas_size, crop, from_net, pad_center, to_net
 from .networks import (GANLoss, NLayerDiscriminator, UnetGenerator, count_parameters, init_weights, receptive_field,
                        sampling_dropout)
 

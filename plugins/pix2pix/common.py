@@ -1,4 +1,4 @@
-"""Small pieces the image-to-image plugins share: intensity mapping, padding, training canvases, safetensors."""
+"""Small pieces the image-to-image plugins share: intensity mapping, padding, training canvases."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
-from srbench.errors import SRBenchError
 from srbench.method import SlicePairs
 
 
@@ -54,38 +51,3 @@ def canvas_pairs(pairs: SlicePairs, size: int, jitter: int) -> SlicePairs:
 def canvas_size(shape: tuple[int, int], multiple: int) -> tuple[int, int]:
     h, w = shape
     return h + (-h) % multiple, w + (-w) % multiple
-
-
-def save_weights(path: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
-    """Atomic safetensors write with JSON-encoded metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    tmp.replace(path)
-
-
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise SRBenchError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), "pt") as fh:
-            meta = fh.metadata() or {}
-        return load_file(str(path)), meta
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise SRBenchError(f"{path}: cannot read safetensors weights ({type(exc).__name__}: {str(exc)[:120]})") from None
-
-
-def load_into(net: torch.nn.Module, state: dict, path: Path, method: str, preset: str) -> None:
-    """Strict load with a one-line user error when the weights belong to another architecture."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or mismatched:
-        example = (missing or unexpected or mismatched)[0]
-        raise SRBenchError(f"{path}: weights do not fit {method} preset {preset!r} ({len(missing)} missing, "
-                           f"{len(unexpected)} unexpected, {len(mismatched)} mis-shaped tensors, e.g. {example})")
-    net.load_state_dict(state)

@@ -27,7 +27,8 @@ import srbench
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
 from srbench.method import Method
-from srbench_plugins.pix2pix.common import crop, from_net, load_into, load_weights, pad_center, save_weights, to_net
+from srbench.weights import load_into, load_weights, save_weights
+from srbench_plugins.pix2pix.common import crop, from_net, pad_center, to_net
 
 from .diffusion import GaussianDiffusion
 from .network import SwinUNetDenoiser, count_blocks, count_parameters
