@@ -14,12 +14,12 @@ from pathlib import Path
 import click
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 import srbench
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
 from srbench.method import Method
+from srbench.weights import load_into, load_weights, save_weights
 
 from .diffusion import ResShiftDiffusion
 from .network import UNetModelSwin, count_parameters
@@ -141,27 +141,15 @@ class ResSRDiff(Method):
 
     # --- weights -----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.net.state_dict().items()}
-        meta = {"method": self.name, "preset": self.preset, "head": self.head,
-                "network": json.dumps(self.settings["network"])}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_weights(path, self.net.state_dict(), {"method": self.name, "preset": self.preset, "head": self.head,
+                                                    "network": json.dumps(self.settings["network"])})
 
     def load(self, path: Path) -> None:
+        """Our safetensors, or an official ``.pth`` checkpoint (state_dict names are the official ones)."""
         path = Path(path)
-        state, meta = _read_state(path)
-        if meta.get("head"):
-            self.head = meta["head"]
-        expected = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in state.items()}
-        wrong = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
-        if wrong:
-            raise SRBenchError(f"{path}: weights do not fit res-srdiff preset {self.preset!r} ({len(wrong)} "
-                               f"tensors missing, extra or of another shape, e.g. {wrong[0]})")
-        self.net.load_state_dict(state)
+        state, meta = _read_official(path) if path.suffix != ".safetensors" else load_weights(path)
+        self.head = meta.get("head") or self.head
+        load_into(self.net, state, path, self.name, self.preset)
         self.net.to(self.device).eval()
 
     # --- inference ---------------------------------------------------------------------------------
@@ -233,17 +221,11 @@ class ResSRDiff(Method):
         return ((x[..., :h, :w] + 1) / 2).clamp(0, 1)
 
 
-def _read_state(path: Path) -> tuple[dict, dict]:
-    """safetensors (ours, with metadata) or an official .pth checkpoint (model, or EMA state)."""
+def _read_official(path: Path) -> tuple[dict, dict]:
+    """An official ``.pth`` checkpoint (model or EMA state, ``module.`` prefixes dropped); plain x0 head."""
     if not path.is_file():
         raise SRBenchError(f"{path}: checkpoint not found")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as fh:
-                meta = fh.metadata() or {}
-            return load_file(str(path)), meta
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
         raise SRBenchError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
