@@ -100,15 +100,19 @@ PROTOCOLS = {
 }
 
 
-def protocol_factory(protocol: str):
+def protocol_factory(protocol: str, table: dict | None = None, cls=None, what: str = "SimpleITK resampling"):
+    """A factory for a named protocol: its preset parameters, overridable (a new factors/spacing replaces both)."""
+    table = PROTOCOLS if table is None else table
+    cls = Resample if cls is None else cls
+
     def factory(**overrides):
-        params = dict(PROTOCOLS[protocol])
+        params = dict(table[protocol])
         if "factors" in overrides or "spacing" in overrides:
             params.pop("factors", None)
             params.pop("spacing", None)
         params.update(overrides)
-        return Resample(protocol=protocol, **params)
-    factory.__doc__ = f"SimpleITK resampling, protocol {protocol}: {PROTOCOLS[protocol]}"
+        return cls(protocol=protocol, **params)
+    factory.__doc__ = f"{what}, protocol {protocol}: {table[protocol]}"
     return factory
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.signal import windows
 
-from .degradation import Degradation, _three_positive
+from .degradation import Degradation, _three_positive, protocol_factory
 from .errors import SRBenchError
 
 WINDOWS = ("none", "hann", "tukey")
@@ -189,12 +189,4 @@ KSPACE_PROTOCOLS = {
 
 
 def kspace_protocol_factory(protocol: str):
-    def factory(**overrides):
-        params = dict(KSPACE_PROTOCOLS[protocol])
-        if "factors" in overrides or "spacing" in overrides:
-            params.pop("factors", None)
-            params.pop("spacing", None)
-        params.update(overrides)
-        return KSpace(protocol=protocol, **params)
-    factory.__doc__ = f"k-space truncation, protocol {protocol}: {KSPACE_PROTOCOLS[protocol]}"
-    return factory
+    return protocol_factory(protocol, KSPACE_PROTOCOLS, KSpace, "k-space truncation")

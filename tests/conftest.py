@@ -139,3 +139,14 @@ def bicubic_run(tmp_path_factory) -> tuple[Path, Path]:
     assert ran
     plugins.reset()
     return results, run_dir
+
+
+@pytest.fixture
+def one_thread():
+    """Micro networks gain nothing from threads, and on shared cores two threads stall each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

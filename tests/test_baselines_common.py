@@ -10,12 +10,7 @@ from srbench.method import SlicePairs
 from srbench_plugins.pix2pix.common import canvas_pairs, crop, pad_center
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pairs(n=4, size=24, seed=0):

@@ -32,12 +32,7 @@ def slices(n=4, h=30, w=26, seed=0) -> SlicePairs:
     return SlicePairs(lr=lr, hr=hr, case_ids=["a"] * n)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -36,13 +36,7 @@ def slices(n=4, h=52, w=44, seed=0) -> SlicePairs:
     return SlicePairs(lr=lr, hr=hr, case_ids=["a"] * n)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro networks gain nothing from threads, and on shared cores two threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
