@@ -19,7 +19,6 @@ from .metrics import aggregate, score_slices
 class SliceScores:
     indices: list[int]
     values: dict  # metric name -> np.ndarray (one per kept slice) or None when unavailable
-    skipped: list[int]
 
 
 def usable_slices(ref: np.ndarray, mask: np.ndarray | None, candidates=None) -> tuple[list[int], list[int]]:
@@ -45,7 +44,7 @@ def score_arrays(pred: np.ndarray, ref: np.ndarray, metrics, mask: np.ndarray | 
         m = (mask > 0).astype(np.float32)
         pred, ref = pred * m, ref * m
     values = score_slices(pred, ref, metrics, device=device) if len(ref) else {m.name: None for m in metrics}
-    return SliceScores(indices=indices, values=values, skipped=[])
+    return SliceScores(indices=indices, values=values)
 
 
 def summarise(values: dict) -> dict:
