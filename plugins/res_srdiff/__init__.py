@@ -39,7 +39,7 @@ PRESETS = {
         # x0 = y + g(x_t, t, y): a residual output head (schedule, loss and sampler unchanged); it learns in
         # minutes on a CPU what the plain head needs hours for. Official checkpoints use the plain head.
         "head": "residual", "input_interpolator": "bspline", "loss_weights": {"mse": 4.0, "lpips": 1.0},
-        "train": dict(steps=6000, batch_size=8, lr=2e-4, warmup_steps=50, ema_decay=0.999, optimizer="radam",
+        "train": dict(steps=3000, batch_size=8, lr=2e-4, warmup_steps=50, ema_decay=0.999, optimizer="radam",
                       checkpoint_every=50),
         "patch": 64,
     },
