@@ -94,9 +94,9 @@ def _print_run_summary(record: dict) -> None:
     if skipped:
         err.print(f"[yellow]{len(skipped)} case(s) skipped[/] (reasons in the run record), e.g. {skipped[0][1]}",
                   highlight=False)
-    for name, meta in record["metrics"].items():
+    for meta in record["metrics"].values():
         if meta.get("unavailable"):
-            err.print(f"[yellow]{name.upper()}:[/] {meta['unavailable']}", highlight=False)
+            err.print(f"[yellow]{meta['unavailable']}[/]", highlight=False)  # the notice names the metric
 
 
 @cli.command("train")
@@ -170,8 +170,8 @@ def score(pred, ref, mask, device, as_json):
     for name, s in result["metrics"].items():
         table.add_row(name, *(("unavailable", "") if s is None else (f"{s['mean']:.4f}", f"{s['std']:.4f}")))
     console.print(table)
-    for name, notice in result.get("unavailable", {}).items():
-        err.print(f"[yellow]{name.upper()}:[/] {notice}", highlight=False)
+    for notice in result.get("unavailable", {}).values():
+        err.print(f"[yellow]{notice}[/]", highlight=False)  # the notice names the metric
 
 
 @cli.command()
