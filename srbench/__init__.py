@@ -3,6 +3,14 @@
 __version__ = "0.1.0"
 
 from .hookspecs import hookimpl  # noqa: E402
-from .method import Method  # noqa: E402
 
 __all__ = ["hookimpl", "Method", "__version__"]
+
+
+def __getattr__(name: str):
+    # Method pulls in torch; loaded on first use so that `import srbench` (and the pytest plugin) stays fast.
+    if name == "Method":
+        from .method import Method
+
+        return Method
+    raise AttributeError(f"module 'srbench' has no attribute {name!r}")
