@@ -49,3 +49,11 @@ def load_into(net: torch.nn.Module, state: dict, path: Path, method: str, preset
         raise SRBenchError(f"{path}: weights do not fit {method} preset {preset!r} ({len(missing)} missing, "
                            f"{len(unexpected)} unexpected, {len(mismatched)} mis-shaped tensors, e.g. {example})")
     net.load_state_dict(state)
+
+
+def load_network(net: torch.nn.Module, path: Path, method: str, preset: str, device) -> dict:
+    """Load a method's safetensors into ``net``, move it to ``device`` in eval mode; returns the metadata."""
+    state, meta = load_weights(path)
+    load_into(net, state, path, method, preset)
+    net.to(device).eval()
+    return meta

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import srbench
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method, SlicePairs
-from srbench.weights import load_into, load_weights, save_weights
+from srbench.weights import load_network, save_weights
 from srbench_plugins.pix2pix.common import canvas_pairs, crop, from_net, pad_center, to_net
 from srbench_plugins.pix2pix.networks import GANLoss, NLayerDiscriminator, count_parameters, init_weights, receptive_field
 
@@ -184,9 +184,7 @@ class CycleGAN(Method):
                                                     "generator": json.dumps(self.settings["generator"])})
 
     def load(self, path: Path) -> None:
-        state, _ = load_weights(path)
-        load_into(self.net, state, path, self.name, self.preset)
-        self.net.to(self.device).eval()
+        load_network(self.net, path, self.name, self.preset, self.device)
 
     # --- inference ---------------------------------------------------------------------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

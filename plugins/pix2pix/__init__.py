@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import srbench
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method
-from srbench.weights import load_into, load_weights, save_weights
+from srbench.weights import load_network, save_weights
 
 from .common import canvas_pairs, canvas_size, crop, from_net, pad_center, to_net
 from .networks import (GANLoss, NLayerDiscriminator, UnetGenerator, count_parameters, init_weights, receptive_field,
@@ -145,9 +145,7 @@ class Pix2Pix(Method):
                                                     "generator": json.dumps(self.settings["generator"])})
 
     def load(self, path: Path) -> None:
-        state, _ = load_weights(path)
-        load_into(self.net, state, path, self.name, self.preset)
-        self.net.to(self.device).eval()
+        load_network(self.net, path, self.name, self.preset, self.device)
 
     # --- inference ---------------------------------------------------------------------------------
     def translate(self, lr: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -27,7 +27,7 @@ import srbench
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
 from srbench.method import Method
-from srbench.weights import load_into, load_weights, save_weights
+from srbench.weights import load_network, save_weights
 from srbench_plugins.pix2pix.common import crop, from_net, pad_center, to_net
 
 from .diffusion import GaussianDiffusion
@@ -154,9 +154,7 @@ class TMDDPM(Method):
                                                     "network": json.dumps(self.settings["network"])})
 
     def load(self, path: Path) -> None:
-        state, _ = load_weights(path)
-        load_into(self.net, state, path, self.name, self.preset)
-        self.net.to(self.device).eval()
+        load_network(self.net, path, self.name, self.preset, self.device)
 
     # --- inference ---------------------------------------------------------------------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
