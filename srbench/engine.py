@@ -60,6 +60,11 @@ class TrainConfig:
     # steps), then linear decay to min_lr_ratio * lr (the pix2pix/CycleGAN "linear" policy)
     schedule: str = "cosine"
     decay_start: float = 0.5
+    # Warm restarts: step counts at which an earlier schedule ended. Steps up to the first restart follow the
+    # schedule as if training ended there, the next ones the schedule ending at the next restart, and so on up
+    # to ``steps``. This is exactly what resuming a finished run with a larger ``steps`` does, so a run whose
+    # schedule was extended twice is reproduced in one go by naming the two earlier ends here.
+    restarts: tuple[int, ...] = ()
     ema_decay: float | None = 0.999  # None: no EMA
     checkpoint_every: int = 100
     grad_clip: float | None = 1.0
@@ -126,15 +131,21 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     if cfg.schedule not in ("cosine", "linear"):
         raise ValueError(f"unknown LR schedule {cfg.schedule!r} (cosine | linear)")
+    ends = sorted({*cfg.restarts, cfg.steps})
+    if cfg.restarts and (min(cfg.restarts) <= cfg.warmup_steps or max(cfg.restarts) >= cfg.steps):
+        raise ValueError(f"restarts {cfg.restarts} must lie between the warm-up ({cfg.warmup_steps}) and {cfg.steps}")
 
     def factor(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
+        # The LR that runs step ``step + 1`` was set after step ``step``, when a resumed run still held its old
+        # schedule: hence the first end at or after ``step``.
+        steps = next((end for end in ends if end >= step), cfg.steps)
         if cfg.schedule == "linear":
-            start = max(cfg.warmup_steps, int(round(cfg.decay_start * cfg.steps)))
-            progress = min(1.0, max(0, step - start) / max(1, cfg.steps - start))
+            start = max(cfg.warmup_steps, int(round(cfg.decay_start * steps)))
+            progress = min(1.0, max(0, step - start) / max(1, steps - start))
             return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
-        span = max(1, cfg.steps - cfg.warmup_steps)
+        span = max(1, steps - cfg.warmup_steps)
         progress = min(1.0, (step - cfg.warmup_steps) / span)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return factor

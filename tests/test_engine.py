@@ -114,3 +114,28 @@ def test_ema_warm_up_forgets_the_first_steps():
         remaining *= ema_decay_at(0.999, n)
     assert float(ema.module.weight.detach()) == pytest.approx(1.0 - remaining, abs=1e-5)
     assert float(ema.module.weight.detach()) > 0.98  # a fixed 0.999 would give ~0.63
+
+
+def test_restarts_follow_each_earlier_schedule_to_its_end():
+    f = _lr_lambda(TrainConfig(steps=300, warmup_steps=10, min_lr_ratio=0.0, restarts=(110,)))
+    plain = _lr_lambda(TrainConfig(steps=110, warmup_steps=10, min_lr_ratio=0.0))
+    assert all(f(s) == pytest.approx(plain(s)) for s in range(111))  # the first leg ends at its minimum
+    assert f(111) > 0.5  # then the LR jumps back up: the longer schedule's value at step 111
+    assert f(111) == pytest.approx(_lr_lambda(TrainConfig(steps=300, warmup_steps=10, min_lr_ratio=0.0))(111))
+    with pytest.raises(ValueError, match="restarts"):
+        _lr_lambda(TrainConfig(steps=100, warmup_steps=10, restarts=(100,)))
+
+
+def test_extending_a_finished_run_equals_the_restarts_schedule_in_one_go(tmp_path):
+    # What a shipped checkpoint's record relies on: train 6 steps, resume the finished run to 12; the same as
+    # one uninterrupted 12-step run that names 6 as a restart.
+    _trainer(tmp_path / "legs", steps=6).fit()
+    extended = _trainer(tmp_path / "legs", steps=12)
+    assert extended.fit()["resumed_from_step"] == 6
+    at_once = _trainer(tmp_path / "once", steps=12, restarts=(6,))
+    at_once.fit()
+    assert _same_state(extended.model.state_dict(), at_once.model.state_dict())
+    assert _same_state(extended.ema.state_dict(), at_once.ema.state_dict())
+    plain = _trainer(tmp_path / "plain", steps=12)
+    plain.fit()
+    assert not _same_state(plain.model.state_dict(), at_once.model.state_dict())  # the restart does matter
