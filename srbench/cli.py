@@ -110,7 +110,8 @@ def _print_run_summary(record: dict) -> None:
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
               help="Weights file to write (safetensors); its training record goes beside it as .json.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Checkpoints (resume from here).")
-@click.option("--steps", type=int, default=None, help="Override the preset's number of training steps.")
+@click.option("--steps", type=int, default=None,
+              help="Override the preset's number of training steps (its LR restarts past them are dropped).")
 @click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this long; rerun resumes.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (preset default).")
 def train_cmd(method, dataset, degradation, preset, seed, device, data_root, output, workdir, steps, max_minutes,

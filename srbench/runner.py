@@ -350,8 +350,10 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     deg_spec = opts.degradation or dataset.default_degradation
     _, degradation = make_degradation(deg_spec)
     method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
-    if steps is not None:
+    if steps is not None:  # a shorter run keeps the preset's restarts that fall inside it
         method.settings["train"]["steps"] = steps
+        restarts = method.settings["train"].get("restarts", ())
+        method.settings["train"]["restarts"] = tuple(r for r in restarts if r < steps)
     if max_minutes is not None:
         method.settings["train"]["max_seconds"] = max_minutes * 60
     if checkpoint_every is not None:

@@ -139,3 +139,22 @@ def test_extending_a_finished_run_equals_the_restarts_schedule_in_one_go(tmp_pat
     plain = _trainer(tmp_path / "plain", steps=12)
     plain.fit()
     assert not _same_state(plain.model.state_dict(), at_once.model.state_dict())  # the restart does matter
+
+
+def test_a_shorter_steps_override_drops_the_restarts_past_it(monkeypatch, tmp_path):
+    from srbench import runner
+    from srbench_plugins.res_srdiff import PRESETS
+
+    assert PRESETS["tiny"]["train"]["restarts"]  # the shipped schedule restarts; a 40-step run must still work
+    seen = {}
+
+    def fake_fit(self, train, val, workdir):
+        seen.update(self.settings["train"])
+        raise SystemExit
+
+    monkeypatch.setattr("srbench_plugins.res_srdiff.ResSRDiff.fit", fake_fit)
+    monkeypatch.setattr(runner, "training_pairs", lambda *a, **k: None)
+    with pytest.raises(SystemExit):
+        runner.train(runner.RunOptions(method="res-srdiff", dataset="demo", device="cpu"), tmp_path / "w.safetensors",
+                     steps=2000)
+    assert seen["steps"] == 2000 and seen["restarts"] == (1000,)
