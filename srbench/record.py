@@ -45,7 +45,8 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def run_id(identity: dict) -> str:
-    """Stable id of a run: a hash of what makes it this run (method, preset, data, degradation, seed, weights)."""
+    """Stable id of a run: a hash of what makes it this run (method, preset and its settings, data, degradation,
+    seed, weights)."""
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return f"seed{identity.get('seed', 0)}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 

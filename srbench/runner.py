@@ -234,7 +234,9 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
         console.print(f"[yellow]skipped {method.name}:[/] no shipped {dataset.name}-{opts.preset} checkpoint "
                       f"(train one with --train, or give --checkpoint)", highlight=False)
         return None, False
+    # The preset's settings are part of a run's identity: an edited preset is a new run, not a finished one.
     identity = {"method": method.name, "method_version": method.version, "preset": opts.preset,
+                "settings": method.settings,
                 "dataset": dataset.name, "split_hash": manifest.hash, "degradation": degradation.params(),
                 "seed": opts.seed, "weights": {k: weights.get(k) for k in ("source", "sha256")}}
     rid = rec.run_id(identity)

@@ -146,6 +146,14 @@ def test_rerun_is_a_noop_unless_forced(copied_results, psnr_only):
         assert after[key][1:] != before[key][1:]  # rewritten (a new file renamed into place)
 
 
+def test_an_edited_preset_is_a_new_run_not_a_finished_one(copied_results, psnr_only, monkeypatch):
+    results, run_dir = copied_results
+    monkeypatch.setattr(bicubic.Bicubic, "presets", {"tiny": {"edited": 1}, "paper": {}})
+    again, ran = run(RunOptions(method="bicubic", dataset="demo", results_dir=results))
+    assert ran and again != run_dir and again.parent == run_dir.parent
+    assert json.loads((again / "record.json").read_text(encoding="utf-8"))["method_card"]["settings"] == {"edited": 1}
+
+
 def test_cli_rerun_is_a_noop_and_results_dir_comes_from_the_environment(copied_results, cli, monkeypatch):
     results, run_dir = copied_results
     before = snapshot(results)
