@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RESULTS ?= runs/demo
 # Learned methods evaluated from their shipped checkpoints (skipped, with a notice, when none is shipped).
-# tm-ddpm (about 20 s per slice on 2 CPU cores, 10 min for the demo) is in the committed leaderboard;
+# tm-ddpm (12 to 21 s per slice on 2 CPU cores, 6 to 11 min for the demo) is in the committed leaderboard;
 # add it with `make demo DEMO_METHODS="res-srdiff pix2pix cyclegan tm-ddpm"`.
 DEMO_METHODS ?= res-srdiff pix2pix cyclegan
 # Text files are UTF-8 whatever the machine's locale (CI machines may have none).
