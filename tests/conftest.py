@@ -120,6 +120,17 @@ def make_distribution(root: Path, dist: str, modules: dict[str, str], entry_poin
     (info / "entry_points.txt").write_text(f"[srbench]\n{eps}")
 
 
+def pip_install_offline(package: Path, target: Path) -> str | None:
+    """``pip install --target`` a local package, offline and without build isolation; pip's last error line
+    when it cannot build here (no setuptools in the environment), else None."""
+    import subprocess
+
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                          "--quiet", "--disable-pip-version-check", "--target", str(target), str(package)],
+                         capture_output=True, text=True, encoding="utf-8", timeout=180)
+    return None if pip.returncode == 0 else (pip.stderr.strip().splitlines() or [""])[-1]
+
+
 def subprocess_env(pythonpath: Path | None = None, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRBENCH_") or k == "SRBENCH_CACHE"}
     if pythonpath is not None:

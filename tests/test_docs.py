@@ -7,7 +7,6 @@ import importlib
 import inspect
 import re
 import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from srbench import hookspecs, plugins
+
+from conftest import pip_install_offline
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -99,11 +100,9 @@ def test_the_minimal_package_installs_with_pip_and_runs(tmp_path, monkeypatch):
     (package / "pyproject.toml").write_text(block("minimal-pyproject", "toml"), encoding="utf-8")
     (package / "srbench_mine.py").write_text(block("minimal-plugin", "python"), encoding="utf-8")
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--quiet", "--disable-pip-version-check", "--target", str(site), str(package)],
-                         capture_output=True, text=True, encoding="utf-8", timeout=180)
-    if pip.returncode != 0:
-        pytest.skip(f"pip cannot build here: {pip.stderr.strip().splitlines()[-1:]}")
+    error = pip_install_offline(package, site)
+    if error is not None:
+        pytest.skip(f"pip cannot build here: {error}")
     monkeypatch.syspath_prepend(str(site))
     sys.modules.pop("srbench_mine", None)
     plugins.reset()

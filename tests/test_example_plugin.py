@@ -18,7 +18,7 @@ import pytest
 
 from srbench import plugins
 
-from conftest import SRBENCH_EXE, subprocess_env
+from conftest import SRBENCH_EXE, pip_install_offline, subprocess_env
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "srbench-example-method"
 DIST, MODULE, METHOD = "srbench-example-method", "srbench_example_method", "example-srcnn"
@@ -32,10 +32,7 @@ def install(target: Path, scratch: Path) -> str:
     """
     source = scratch / "source"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--quiet", "--disable-pip-version-check", "--target", str(target), str(source)],
-                         capture_output=True, text=True, encoding="utf-8", timeout=180)
-    if pip.returncode == 0:
+    if pip_install_offline(source, target) is None:
         return "pip"
     import tomllib
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 import tomllib
 
@@ -12,7 +11,7 @@ import pytest
 from srbench import plugins
 from srbench.scaffold import names
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, pip_install_offline
 
 
 def generate(cli, tmp_path, name="my-unet"):
@@ -61,11 +60,9 @@ def test_the_generated_package_passes_its_own_conformance_test(cli, tmp_path, mo
 def test_the_generated_package_installs_and_is_found(cli, tmp_path, monkeypatch):
     root, _ = generate(cli, tmp_path, "sr3")
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                          "--quiet", "--disable-pip-version-check", "--target", str(site), str(root)],
-                         capture_output=True, text=True, encoding="utf-8", timeout=180)
-    if pip.returncode != 0:
-        pytest.skip(f"pip cannot build here: {pip.stderr.strip().splitlines()[-1:]}")
+    error = pip_install_offline(root, site)
+    if error is not None:
+        pytest.skip(f"pip cannot build here: {error}")
     monkeypatch.syspath_prepend(str(site))
     sys.modules.pop("srbench_sr3", None)
     plugins.reset()
