@@ -41,7 +41,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
-from .method import SlicePairs
+from .patches import PatchSampler  # noqa: F401 - re-exported: plugins import it from here
+from .selection import ValidationSelection
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -73,54 +74,13 @@ class TrainConfig:
     max_seconds: float | None = None  # stop (with a checkpoint) after this wall time; resume continues
     compile: bool = False             # torch.compile the training network (Trainer); off by default
     ddp_find_unused: bool = False     # DDP's find_unused_parameters, for networks with branches unused per step
-
-
-class PatchSampler:
-    """Random aligned LR/HR patches ``(B, 1, P, P)`` from slice pairs, driven by a checkpointable generator.
-
-    ``batch_size`` is the global batch. Under N > 1 processes each rank draws the positions of the whole batch
-    from the shared stream and returns its own share ``[rank * B/N, (rank + 1) * B/N)``, so the ranks' shares
-    together are the one-process batch and the generator state is the same on every rank.
-    """
-
-    def __init__(self, pairs: SlicePairs, patch: int, batch_size: int, seed: int, min_foreground: float = 0.1):
-        self.lr = torch.from_numpy(pairs.lr).float()
-        self.hr = torch.from_numpy(pairs.hr).float()
-        self.patch, self.batch_size, self.min_foreground = patch, batch_size, min_foreground
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _position(self) -> tuple[int, int, int]:
-        n, h, w = self.hr.shape
-        p = self.patch
-        for _ in range(20):  # prefer patches with tissue: background-only patches teach nothing
-            k = int(torch.randint(n, (1,), generator=self.generator))
-            i = int(torch.randint(max(1, h - p + 1), (1,), generator=self.generator))
-            j = int(torch.randint(max(1, w - p + 1), (1,), generator=self.generator))
-            if (self.hr[k, i:i + p, j:j + p] > 0).float().mean() >= self.min_foreground:
-                break
-        return k, i, j
-
-    def _one(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k, i, j = self._position()
-        p = self.patch
-        return self.lr[k, i:i + p, j:j + p], self.hr[k, i:i + p, j:j + p]
-
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        world, rank = distributed.world_size(), distributed.rank()
-        if self.batch_size % world:
-            raise ValueError(f"batch size {self.batch_size} does not split evenly over {world} processes")
-        share = self.batch_size // world
-        positions = [self._position() for _ in range(self.batch_size)][rank * share:(rank + 1) * share]
-        p = self.patch
-        lr = torch.stack([self.lr[k, i:i + p, j:j + p] for k, i, j in positions])
-        hr = torch.stack([self.hr[k, i:i + p, j:j + p] for k, i, j in positions])
-        return lr[:, None], hr[:, None]
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+    # Selection on the validation split (``srbench.validation``): every ``val_every`` steps and at the last step
+    # the inference weights are scored; the best-scoring ones are kept (best.pt) and are the weights ``fit``
+    # ends with. ``patience`` evaluations without improvement stop training early. Never the test split.
+    val_every: int | None = None
+    val_metric: str = "psnr"
+    val_slices: int | None = None     # evenly spaced validation slices scored (None: all)
+    patience: int | None = None
 
 
 def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -151,7 +111,7 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-class _Loop:
+class _Loop(ValidationSelection):
     """What every training loop shares: the step loop, progress, atomic checkpoints and exact resume.
 
     Subclasses implement ``train_step()`` (returns the step's loss, a float, or its named losses, a dict of
@@ -159,9 +119,10 @@ class _Loop:
     """
 
     def _setup(self, sampler, cfg: TrainConfig, workdir: Path, device: torch.device, console: Console | None,
-               description: str) -> None:
+               description: str, validate=None) -> None:
         distributed.init()
-        self.sampler, self.cfg = sampler, cfg
+        self.sampler, self.cfg, self.validate = sampler, cfg, validate
+        self.val_curve, self.best, self.evals_since_best = [], None, 0
         self.workdir, self.device, self.description = Path(workdir), device, description
         # Rank 0 logs; the others stay quiet.
         self.console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
@@ -183,7 +144,8 @@ class _Loop:
 
     def state_dict(self) -> dict:
         return {"step": self.step, "elapsed": self.elapsed, "history": self.history, **self._networks_state(),
-                **self._rank_state(), "config": asdict(self.cfg)}
+                **self._rank_state(), "config": asdict(self.cfg), "val_curve": self.val_curve, "best": self.best,
+                "evals_since_best": self.evals_since_best}
 
     def save_checkpoint(self) -> Path:
         """Collective under torchrun: every rank hands its own state to rank 0, which writes one file."""
@@ -221,6 +183,9 @@ class _Loop:
                                "the loss's random draws are reseeded (batches stay exact)[/]")
             torch.manual_seed(self.cfg.seed + rank + 1_000_003 * state["step"])
         self.step, self.elapsed, self.history = state["step"], state["elapsed"], list(state["history"])
+        self.val_curve = [tuple(v) for v in state.get("val_curve", [])]
+        self.best = tuple(state["best"]) if state.get("best") else None
+        self.evals_since_best = state.get("evals_since_best", 0)
         return True
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -239,10 +204,11 @@ class _Loop:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())
         stopped_early = False
+        patience_stop = bool(self.cfg.patience and self.evals_since_best >= self.cfg.patience)  # resumed after it
         with Progress(*columns, console=self.console) as progress:
             task = progress.add_task(self.description, total=self.cfg.steps, completed=self.step, losses="loss nan")
             running: dict[str, float] = {}
-            while self.step < self.cfg.steps:
+            while self.step < self.cfg.steps and not patience_stop:
                 out = self.train_step()
                 losses = out if isinstance(out, dict) else {"loss": out}
                 if distributed.parallel():  # log the global batch's loss, as one process would
@@ -259,8 +225,9 @@ class _Loop:
                 if not self.console.is_terminal and self.step % 50 == 0:  # logs and CI: no live bar
                     self.console.print(f"{self.description}: step {self.step}/{self.cfg.steps} {shown} "
                                        f"({time.perf_counter() - start:.0f} s)", highlight=False)
+                patience_stop = self._evaluate() if self._validation_due() else False
                 self.elapsed = time.perf_counter() - start
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or patience_stop:
                     self.save_checkpoint()
                 stop = bool(self.cfg.max_seconds and self.elapsed >= self.cfg.max_seconds and self.step < self.cfg.steps)
                 if self.cfg.max_seconds and distributed.parallel():
@@ -269,8 +236,12 @@ class _Loop:
                     self.save_checkpoint()
                     stopped_early = True
                     break
+                if patience_stop:
+                    break
+        self._restore_best()
         return {"steps": self.step, "target_steps": self.cfg.steps, "seconds": round(self.elapsed, 1),
                 "resumed_from_step": resumed_from, "finished": not stopped_early, "device": str(self.device),
+                "validation": self._validation_record(patience_stop),
                 "amp_bf16": self.cfg.amp_bf16 and self.device.type == "cuda", "config": asdict(self.cfg),
                 "world_size": distributed.world_size(),
                 "loss_history": self.history[-50:]}
@@ -302,8 +273,9 @@ class Trainer(_Loop):
     """Trains ``model`` with ``loss_fn(model, batch) -> (loss, logs)`` on batches from ``sampler()``."""
 
     def __init__(self, model: torch.nn.Module, loss_fn, sampler, cfg: TrainConfig, workdir: Path,
-                 device: torch.device, console: Console | None = None, description: str = "training"):
-        self._setup(sampler, cfg, workdir, device, console, description)
+                 device: torch.device, console: Console | None = None, description: str = "training",
+                 validate=None):
+        self._setup(sampler, cfg, workdir, device, console, description, validate)
         self.model, self.loss_fn = model.to(device), loss_fn
         self.optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
@@ -331,6 +303,12 @@ class Trainer(_Loop):
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def _inference_state(self) -> dict:
+        return self.inference_model().state_dict()
+
+    def _load_inference_state(self, state: dict) -> None:
+        self.inference_model().load_state_dict(state)
 
     def train_step(self) -> float:
         self.model.train()
@@ -370,8 +348,9 @@ class MultiTrainer(_Loop):
 
     def __init__(self, models: dict[str, torch.nn.Module], groups: dict[str, list[str]], step_fn, sampler,
                  cfg: TrainConfig, workdir: Path, device: torch.device, ema: tuple[str, ...] | list[str] = (),
-                 extra_state: dict | None = None, console: Console | None = None, description: str = "training"):
-        self._setup(sampler, cfg, workdir, device, console, description)
+                 extra_state: dict | None = None, console: Console | None = None, description: str = "training",
+                 validate=None):
+        self._setup(sampler, cfg, workdir, device, console, description, validate)
         unknown = {n for names in groups.values() for n in names} - set(models)
         if unknown:
             raise ValueError(f"optimizer groups name unknown networks: {sorted(unknown)}")
@@ -421,6 +400,13 @@ class MultiTrainer(_Loop):
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         optimizer.step()
         self._updated.append(group)
+
+    def _inference_state(self) -> dict:
+        return {name: self.inference_model(name).state_dict() for name in self.models}
+
+    def _load_inference_state(self, state: dict) -> None:
+        for name, weights in state.items():
+            self.inference_model(name).load_state_dict(weights)
 
     def train_step(self) -> dict[str, float]:
         for model in self.models.values():

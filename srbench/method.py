@@ -29,6 +29,7 @@ class SlicePairs:
     lr: np.ndarray
     hr: np.ndarray
     case_ids: list[str]
+    mask: np.ndarray | None = None  # (N, H, W) bool: scored region (validation scores as the test split is)
 
     def __len__(self) -> int:
         return len(self.hr)
@@ -63,6 +64,9 @@ class Method:
     input_interpolator: str = "nearest"  # how the harness puts LR on the HR grid for this method
     presets: dict[str, dict] = {"tiny": {}, "paper": {}}
     batch_size: int = 8
+    # The training record of the weights in use (set by ``fit``'s caller, or from a shipped checkpoint's record):
+    # the card reports what actually ran from it, not what the preset asked for.
+    training_facts: dict | None = None
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0):
         if preset not in self.presets:
@@ -79,14 +83,38 @@ class Method:
     def parameter_count(self) -> int | None:
         return None
 
+    def configured_loss(self) -> str | None:
+        """The training loss the preset asks for, in words (learned methods override)."""
+        return None
+
     def card(self) -> dict:
-        """Everything a reader of the results needs to know about this method as configured."""
-        return {"name": self.name, "version": self.version, "summary": self.summary, "citation": self.citation,
+        """Everything a reader of the results needs to know about this method as configured and as trained."""
+        card = {"name": self.name, "version": self.version, "summary": self.summary, "citation": self.citation,
                 "license": self.license, "trains": self.trains, "stochastic": self.stochastic,
                 "input_interpolator": self.input_interpolator, "preset": self.preset, "settings": self.settings,
                 "sampling_steps": self.sampling_steps(), "parameters": self.parameter_count()}
+        if self.trains:
+            facts = self.training_facts or {}
+            card["loss"] = facts.get("loss") or self.configured_loss()
+            card["loss_source"] = ("the training record of the weights used" if facts.get("loss")
+                                   else "the preset (these weights have no training record)")
+            if facts.get("budget"):
+                card["budget"] = facts["budget"]
+        return card
 
     # --- training and weights ----------------------------------------------------------------------
+    def validation(self, val: SlicePairs | None, network):
+        """The engine's ``validate``: the preset's validation metric of this method's predictions on ``val``
+        with ``network(loop)`` (the loop's inference weights) as ``self.net``; None without a validation split
+        or when the preset's ``train`` settings set no ``val_every``."""
+        from .validation import NetworkValidation, Validator
+
+        train = self.settings.get("train", {})
+        if val is None or not len(val) or not train.get("val_every"):
+            return None
+        validator = Validator(val, train.get("val_metric", "psnr"), train.get("val_slices"))
+        return NetworkValidation(self, validator, network)
+
     def fit(self, train: SlicePairs, val: SlicePairs | None, workdir: Path) -> dict:
         """Train on ``train`` (checkpointing into ``workdir``, resuming from it); return a training record."""
         return {}

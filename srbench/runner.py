@@ -172,17 +172,18 @@ def _named_datasets() -> tuple[Path, dict]:
 
 
 def training_pairs(dataset: Dataset, split: str, degradation: Degradation, method: Method, seed: int) -> SlicePairs:
-    lrs, hrs, ids = [], [], []
+    lrs, hrs, masks, ids = [], [], [], []
     for case in dataset.cases(split):
         p = prepare(case, degradation, seed)
         lrs.append(PreprocessCache().slices_on_grid(
             p.cache_key, method.input_interpolator, p.slices,
             lambda: to_array(resample_to(p.lr, p.hr, method.input_interpolator))[p.slices]))
         hrs.append(p.hr_array[p.slices])
+        masks.append(p.mask[p.slices] if p.mask is not None else np.ones_like(hrs[-1], dtype=bool))
         ids += [case.case_id] * len(p.slices)
     if not hrs:
         raise SRBenchError(f"dataset {dataset.name!r} has no {split} slices")
-    return SlicePairs(lr=np.concatenate(lrs), hr=np.concatenate(hrs), case_ids=ids)
+    return SlicePairs(lr=np.concatenate(lrs), hr=np.concatenate(hrs), case_ids=ids, mask=np.concatenate(masks))
 
 
 def _progress(console: Console) -> Progress:
@@ -249,12 +250,14 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
     timings, training = {}, None
     if weights["source"] in ("checkpoint", "shipped"):
         method.load(Path(weights["path"]))
+        method.training_facts = (weights.get("training_record") or {}).get("training")
     elif weights["source"] == "trained-in-run":
         console.print(f"training {method.name} ({opts.preset}) on {dataset.name} train split")
         train = training_pairs(dataset, "train", degradation, method, opts.seed)
         val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
         t0 = time.perf_counter()
         training = method.fit(train, val, out_dir / "work")
+        method.training_facts = training
         timings["fit_s"] = time.perf_counter() - t0
         if distributed.is_main():
             method.save(out_dir / "weights.safetensors")
@@ -365,6 +368,7 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     train_pairs = training_pairs(dataset, "train", degradation, method, opts.seed)
     val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
     record = method.fit(train_pairs, val, workdir)
+    method.training_facts = record
     if distributed.is_main():
         method.save(Path(output))
     distributed.barrier()

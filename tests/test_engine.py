@@ -145,7 +145,9 @@ def test_a_shorter_steps_override_drops_the_restarts_past_it(monkeypatch, tmp_pa
     from srbench import runner
     from srbench_plugins.res_srdiff import PRESETS
 
-    assert PRESETS["tiny"]["train"]["restarts"]  # the shipped schedule restarts; a 40-step run must still work
+    # a preset whose schedule restarts (as an extended run's does); a shorter run must keep only the earlier ones
+    monkeypatch.setitem(PRESETS["tiny"]["train"], "restarts", (1000, 3000, 6000))
+    monkeypatch.setitem(PRESETS["tiny"]["train"], "steps", 13_000)
     seen = {}
 
     def fake_fit(self, train, val, workdir):

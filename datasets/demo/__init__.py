@@ -2,9 +2,11 @@
 
 One skull-stripped 1 mm volume (like the paper's skull-stripped brain T1 maps), brain mask from the template's
 grey + white matter maps (closed, holes filled so ventricles count as brain). Axial slices are split into
-disjoint slabs (train / val / test) with ``GAP`` slices between neighbours, so that the through-plane reach of
-a x3 degradation cannot leak test content into training. All slabs come from one subject: the demo shows the
-machinery, it is not a generalisation study.
+disjoint slabs (train / val / test) with ``GAP`` slices between neighbours. Each slab is a case of its own,
+cropped from the template with its geometry (origin, spacing, direction) BEFORE anything is degraded or
+interpolated: the runner degrades and interpolates each slab on its own, so no test voxel can reach a training
+input (a B-spline prefilter is global along an axis; `srbench check-splits --dataset demo` shows the isolation).
+All slabs come from one subject: the demo shows the machinery, it is not a generalisation study.
 """
 
 from __future__ import annotations
@@ -69,20 +71,45 @@ class Demo(Dataset):
     def _slabs(self) -> dict[str, list[int]]:
         return slabs(sitk.GetArrayViewFromImage(load_template()[1]))
 
+    def __init__(self, root: str | None = None):
+        super().__init__(root)
+        self._source = None  # (T1, mask) in place of the template: the split-isolation check's perturbed copy
+
+    def _template(self) -> tuple[sitk.Image, sitk.Image]:
+        return self._source or load_template()
+
     def manifest(self) -> SplitManifest:
         s = self._slabs()
         return SplitManifest(
             dataset=self.name,
             splits={"train": ["train-inferior", "train-superior"], "val": ["val"], "test": ["test"]},
-            rule=f"axial slabs of one template, {GAP}-slice gaps, slices with >= {MIN_BRAIN} brain voxels",
+            rule=(f"axial slabs of one template, {GAP}-slice gaps, slices with >= {MIN_BRAIN} brain voxels; "
+                  "each slab cropped with its geometry before degradation"),
             extra={"slices": {k: [v[0], v[-1]] for k, v in s.items()}, "template": TEMPLATE})
 
     def load_case(self, case_id: str) -> Case:
         s = self._slabs()
         if case_id not in s:
             raise SRBenchError(f"demo: no case {case_id!r}; cases: {', '.join(s)}")
+        t1, mask = self._template()
+        z0, z1 = s[case_id][0], s[case_id][-1] + 1
+        # SimpleITK's slicing keeps the physical geometry: the slab's origin is the template's point at z0.
+        return Case(case_id=case_id, patient_id="mni152-2009c", hr=t1[:, :, z0:z1], mask=mask[:, :, z0:z1])
+
+    def perturbed(self, split: str, seed: int = 0) -> "Demo":
+        """A copy whose ``split`` slabs hold noise IN THE TEMPLATE itself (the slabs' common source), so that a
+        pipeline that degraded the template before cutting the slabs would carry it into the other splits."""
         t1, mask = load_template()
-        return Case(case_id=case_id, patient_id="mni152-2009c", hr=t1, mask=mask, slices=s[case_id])
+        array = sitk.GetArrayFromImage(t1)
+        rng = np.random.default_rng(seed)
+        for case_id in self.manifest().case_ids(split):
+            rows = self._slabs()[case_id]
+            array[rows] = rng.uniform(0, float(array.max()), array[rows].shape).astype(array.dtype)
+        noisy = sitk.GetImageFromArray(array)
+        noisy.CopyInformation(t1)
+        copy = Demo(self.root)
+        copy._source = (noisy, mask)
+        return copy
 
 
 @srbench.hookimpl

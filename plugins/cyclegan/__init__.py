@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import srbench
+from srbench import budget
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method, SlicePairs
 from srbench.weights import load_network, save_weights
@@ -38,13 +39,15 @@ GAN_TRAIN = dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), schedule="linear
 LOSS = dict(gan_mode="lsgan", lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, pool_size=50)
 
 PRESETS = {
-    # CPU-sized: ngf = ndf = 16 and 6 residual blocks (the paper's choice for 128x128 images), on 128x128 patches.
+    # CPU-sized: ngf = ndf = 16 and 6 residual blocks (the paper's choice for images up to 128x128), on the shared
+    # budget (srbench.budget.TINY): the same samples and 64x64 patches as every other learned method, weights
+    # chosen on validation.
     "tiny": {
         "generator": dict(ngf=16, n_blocks=6, norm="instance"),
         "discriminator": dict(ndf=16, n_layers=3, norm="instance"),
         **LOSS, "input_interpolator": "bspline",
-        "train": dict(steps=2500, batch_size=1, checkpoint_every=100, **GAN_TRAIN),
-        "patch": 128,
+        "train": dict(**budget.TINY.train(), checkpoint_every=100, **GAN_TRAIN),
+        "patch": budget.TINY.patch, "budget": budget.TINY.name,
     },
     # The paper: resnet_9blocks (ngf 64), 70x70 PatchGANs (ndf 64), batch size 1, 256x256 crops; as many steps
     # as Res-SRDiff's prostate model ("trained for the same number of steps", Safari et al. 2025).
@@ -52,7 +55,8 @@ PRESETS = {
         "generator": dict(ngf=64, n_blocks=9, norm="instance"),
         "discriminator": dict(ndf=64, n_layers=3, norm="instance"),
         **LOSS, "input_interpolator": "nearest",
-        "train": dict(steps=131_000, batch_size=1, checkpoint_every=1000, **GAN_TRAIN),
+        "train": dict(steps=budget.PAPER_STEPS, batch_size=1, checkpoint_every=1000, **GAN_TRAIN,
+                      **budget.PAPER_SELECTION),
         "patch": 256,
     },
 }
@@ -79,7 +83,7 @@ class UnpairedPatchSampler:
 
 class CycleGAN(Method):
     name = "cyclegan"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: tiny trains on the shared budget, weights chosen on validation
     summary = ("Unpaired GAN with cycle consistency: ResNet generators both ways, PatchGANs, LSGAN, cycle 10, "
                "identity 0.5, image pools (Zhu et al. 2017); SR with the LR -> HR generator.")
     citation = ("Zhu J-Y, Park T, Isola P, Efros AA. Unpaired image-to-image translation using cycle-consistent "
@@ -122,6 +126,11 @@ class CycleGAN(Method):
                                f"{self.settings['lambda_identity']:g} (x lambda), pools of {self.settings['pool_size']}"),
                     training_data="unpaired LR and HR patches", inference_weights="raw (no EMA, as the paper)")
         return card
+
+    def configured_loss(self) -> str:
+        s = self.settings
+        return (f"G: {s['gan_mode']} GAN x 2 + cycle {s['lambda_A']:g}/{s['lambda_B']:g} + identity "
+                f"{s['lambda_identity']:g} x lambda; D: 0.5 x (real + pooled fake) per discriminator")
 
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
@@ -168,11 +177,13 @@ class CycleGAN(Method):
                     "D_B": loss_d_b.detach()}
 
         trainer = MultiTrainer(models, {"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}, step_fn, sampler, cfg, workdir,
-                               self.device, extra_state=pools, description="cyclegan training")
+                               self.device, extra_state=pools, description="cyclegan training",
+                               validate=self.validation(val, lambda loop: loop.inference_model("G_A")))
         record = trainer.fit()
         self.net = trainer.inference_model("G_A")
-        record.update(loss=("G: LSGAN x2 + cycle (lambda_A, lambda_B) + identity (lambda_idt x lambda); "
-                            "D: 0.5 x (real + pooled fake) per discriminator"),
+        record.update(loss=self.configured_loss(),
+                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
+                                           s.get("budget")),
                       patch=patch, train_slices=len(train), sampling="unpaired LR and HR patches",
                       inference_weights="raw G_A (no EMA)",
                       parameters={k: count_parameters(v) for k, v in models.items()})

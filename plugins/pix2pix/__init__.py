@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import srbench
+from srbench import budget
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method
 from srbench.weights import load_network, save_weights
@@ -37,15 +38,17 @@ GAN_TRAIN = dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), schedule="linear
                  min_lr_ratio=0.0, warmup_steps=0, ema_decay=None, grad_clip=None)
 
 PRESETS = {
-    # CPU-sized: the official architecture with ngf = ndf = 16 and 6 levels (a 4x4 bottleneck on the 256x256
-    # canvas of a demo slice), trained on whole padded slices so that the per-image normalisation sees at
-    # training what it sees at inference.
+    # CPU-sized: the official architecture with ngf = ndf = 16 and 6 levels (a 1x1 bottleneck on a 64x64 patch,
+    # 4x4 on the 256x256 canvas of a demo slice), on the shared budget (srbench.budget.TINY): the same samples
+    # and 64x64 patches as every other learned method, weights chosen on validation. (Whole slices, as the
+    # official jitter-and-crop does, would show the per-image normalisation at training what it sees at
+    # inference, at 16x the pixels per sample: not the shared budget.)
     "tiny": {
         "generator": dict(ngf=16, num_downs=6, norm="batch1", use_dropout=True),
         "discriminator": dict(ndf=16, n_layers=3, norm="batch1"),
         "gan_mode": "vanilla", "lambda_l1": 100.0, "test_time_dropout": True, "input_interpolator": "bspline",
-        "train": dict(steps=5000, batch_size=2, checkpoint_every=100, **GAN_TRAIN),
-        "canvas_jitter": 16,
+        "train": dict(**budget.TINY.train(), checkpoint_every=100, **GAN_TRAIN),
+        "patch": budget.TINY.patch, "budget": budget.TINY.name,
     },
     # The paper: unet_256 (8 levels, ngf 64), 70x70 PatchGAN (ndf 64), batch size 1 on 256x256 images; as many
     # steps as Res-SRDiff's prostate model ("trained for the same number of steps", Safari et al. 2025).
@@ -53,7 +56,8 @@ PRESETS = {
         "generator": dict(ngf=64, num_downs=8, norm="batch1", use_dropout=True),
         "discriminator": dict(ndf=64, n_layers=3, norm="batch1"),
         "gan_mode": "vanilla", "lambda_l1": 100.0, "test_time_dropout": True, "input_interpolator": "nearest",
-        "train": dict(steps=131_000, batch_size=1, checkpoint_every=1000, **GAN_TRAIN),
+        "train": dict(steps=budget.PAPER_STEPS, batch_size=1, checkpoint_every=1000, **GAN_TRAIN,
+                      **budget.PAPER_SELECTION),
         "canvas_jitter": 30,
     },
 }
@@ -61,7 +65,7 @@ PRESETS = {
 
 class Pix2Pix(Method):
     name = "pix2pix"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: tiny trains on the shared budget (64x64 patches), weights chosen on validation
     summary = "Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017)."
     citation = ("Isola P, Zhu J-Y, Zhou T, Efros AA. Image-to-image translation with conditional adversarial "
                 "networks. CVPR 2017. Code: github.com/junyanz/pytorch-CycleGAN-and-pix2pix")
@@ -103,13 +107,18 @@ class Pix2Pix(Method):
                     inference_weights="raw (no EMA, as the paper)")
         return card
 
+    def configured_loss(self) -> str:
+        return f"G: {self.settings['gan_mode']} GAN + {self.settings['lambda_l1']:g} x L1; D: 0.5 x (real + fake)"
+
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
         cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
-        multiple = self.net.multiple
-        canvas = canvas_size(train.hr.shape[1:], multiple)
-        patch = max(canvas)  # whole slices, at random offsets within the jitter margin
-        pairs = canvas_pairs(train, patch, self.settings["canvas_jitter"])
+        patch, pairs = self.settings.get("patch"), train
+        if patch is None:  # whole slices, at random offsets within the jitter margin (the paper preset)
+            patch = max(canvas_size(train.hr.shape[1:], self.net.multiple))
+            pairs = canvas_pairs(train, patch, self.settings["canvas_jitter"])
+        elif patch % self.net.multiple:
+            raise ValueError(f"pix2pix: patch {patch} is not a multiple of the U-Net's {self.net.multiple}")
         sampler = PatchSampler(pairs, patch, cfg.batch_size, seed=self.seed)
         torch.manual_seed(self.seed + 1)
         disc = self.discriminator()
@@ -131,12 +140,14 @@ class Pix2Pix(Method):
             return {"G_GAN": loss_g_gan.detach(), "G_L1": loss_g_l1.detach(), "D": loss_d.detach()}
 
         trainer = MultiTrainer({"G": self.net, "D": disc}, {"D": ["D"], "G": ["G"]}, step_fn, sampler, cfg,
-                               workdir, self.device, description="pix2pix training")
+                               workdir, self.device, description="pix2pix training",
+                               validate=self.validation(val, lambda loop: loop.inference_model("G")))
         record = trainer.fit()
         self.net = trainer.inference_model("G")
-        record.update(loss=f"G: {self.settings['gan_mode']} GAN + {lambda_l1:g} x L1; D: 0.5 x (real + fake)",
-                      crop=[patch, patch], train_slices=len(train), inference_weights="raw (no EMA)",
-                      discriminator_parameters=count_parameters(disc))
+        record.update(loss=self.configured_loss(), crop=[patch, patch], train_slices=len(train),
+                      inference_weights="raw (no EMA)", discriminator_parameters=count_parameters(disc),
+                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
+                                           self.settings.get("budget")))
         return record
 
     # --- weights -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import srbench
+from srbench import budget
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
 from srbench.method import Method
@@ -29,7 +30,8 @@ from .network import UNetModelSwin, count_parameters
 PAPER_NET = dict(in_channels=1, out_channels=1, num_res_blocks=[2, 2, 2, 2], attention_resolutions=(64, 32, 16, 8),
                  channel_mult=(1, 2, 4, 8))
 DIFFUSION = dict(steps=4, kappa=2.0, min_noise_level=0.2, etas_end=0.99, power=0.3)
-PAPER_TRAIN = dict(lr=5e-5, warmup_steps=5000, batch_size=16, ema_decay=0.999, weight_decay=1e-5, optimizer="radam")
+PAPER_TRAIN = dict(lr=5e-5, warmup_steps=5000, batch_size=16, ema_decay=0.999, weight_decay=1e-5, optimizer="radam",
+                   **budget.PAPER_SELECTION)
 
 PRESETS = {
     "tiny": {
@@ -39,17 +41,16 @@ PRESETS = {
         # x0 = y + g(x_t, t, y): a residual output head (schedule, loss and sampler unchanged); it learns in
         # minutes on a CPU what the plain head needs hours for. Official checkpoints use the plain head.
         "head": "residual", "input_interpolator": "bspline", "loss_weights": {"mse": 4.0, "lpips": 1.0},
-        # The shipped demo checkpoint's schedule: 13000 steps with the cosine restarting at 1000, 3000 and 6000
-        # (it was trained in legs, each extending the finished run); about 3.3 h on one CPU thread. Shorter runs
-        # lose to bicubic on GMSD: the last sampling step (t = 0) is the slowest to learn to denoise.
-        "train": dict(steps=13_000, restarts=(1000, 3000, 6000), batch_size=8, lr=2e-4, warmup_steps=50,
-                      ema_decay=0.999, optimizer="radam", checkpoint_every=50),
-        "patch": 64,
+        # The shared CPU budget (srbench.budget.TINY): the same samples, patch and validation-based selection as
+        # every other learned method's tiny preset.
+        "train": dict(**budget.TINY.train(), lr=2e-4, warmup_steps=50, ema_decay=0.999, optimizer="radam",
+                      checkpoint_every=50),
+        "patch": budget.TINY.patch, "budget": budget.TINY.name,
     },
     "paper-prostate": {
         "network": dict(image_size=256, model_channels=160, lq_size=256, **PAPER_NET),
         "diffusion": dict(DIFFUSION), "sample_steps": 4, "head": "plain", "input_interpolator": "nearest",
-        "loss_weights": {"mse": 10.0, "lpips": 1.0}, "train": dict(steps=131_000, **PAPER_TRAIN), "patch": 256,
+        "loss_weights": {"mse": 10.0, "lpips": 1.0}, "train": dict(steps=budget.PAPER_STEPS, **PAPER_TRAIN), "patch": 256,
     },
     "paper-brain": {
         "network": dict(image_size=384, model_channels=64, lq_size=384, **PAPER_NET),
@@ -64,7 +65,7 @@ PRESETS["tiny-t15"] = {**PRESETS["tiny"], "diffusion": dict(DIFFUSION, steps=15)
 
 class ResSRDiff(Method):
     name = "res-srdiff"
-    version = "1.1.0"  # 1.1.0: the tiny preset trains 13000 steps with restarts
+    version = "1.2.0"  # 1.2.0: tiny trains on the shared budget, weights chosen on validation
     summary = "Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025)."
     citation = ("Safari M, et al. MRI super-resolution reconstruction using efficient diffusion probabilistic "
                 "model with residual shifting. 2025. Code: github.com/mosaf/Res-SRDiff")
@@ -95,9 +96,19 @@ class ResSRDiff(Method):
 
     def card(self) -> dict:
         card = super().card()
-        card.update(training_steps_T=self.settings["diffusion"]["steps"], head=self.head, shift_mask=self.shift_mask,
-                    predict_type="xstart", clip_denoised=True, lpips_in_loss=self.lpips_note or "as configured")
+        card.update(training_steps_T=self.settings["diffusion"]["steps"], shift_mask=self.shift_mask,
+                    head="residual: x0 = y + g(x_t, t, y)" if self.head == "residual" else "plain: x0 = g(x_t, t, y)",
+                    predict_type="xstart", clip_denoised=True)
         return card
+
+    def configured_loss(self) -> str:
+        return "{mse:g} x MSE(x0_pred, x0) + {lpips:g} x LPIPS(x0_pred, x0)".format(**self.settings["loss_weights"])
+
+    def _loss_used(self, lpips_on: bool) -> str:
+        w = self.settings["loss_weights"]
+        if lpips_on:
+            return self.configured_loss()
+        return f"{w['mse']:g} x MSE(x0_pred, x0); LPIPS term dropped: AlexNet weights unavailable"
 
     # --- the network as the diffusion sees it ------------------------------------------------------
     def model_fn(self, net: torch.nn.Module):
@@ -134,12 +145,14 @@ class ResSRDiff(Method):
                 loss = loss + weights["lpips"] * lpips_net(pred.repeat(1, 3, 1, 1), hr.repeat(1, 3, 1, 1)).mean()
             return loss, {}
 
-        trainer = Trainer(self.net, loss_fn, sampler, cfg, workdir, self.device, description="res-srdiff training")
+        trainer = Trainer(self.net, loss_fn, sampler, cfg, workdir, self.device, description="res-srdiff training",
+                          validate=self.validation(val, lambda loop: loop.inference_model()))
         record = trainer.fit()
         self.net = trainer.inference_model()
-        record.update(loss="{mse} * MSE(x0_pred, x0) + {lpips} * LPIPS".format(**weights),
-                      lpips=self.lpips_note, patch=self.settings["patch"], train_slices=len(train),
-                      inference_weights="EMA" if cfg.ema_decay else "raw")
+        record.update(loss=self._loss_used(lpips_net is not None), lpips=self.lpips_note, patch=self.settings["patch"],
+                      train_slices=len(train), inference_weights="EMA" if cfg.ema_decay else "raw",
+                      budget=budget.record(cfg, self.settings["patch"], record["seconds"], record["steps"],
+                                           record["device"], self.settings.get("budget")))
         return record
 
     # --- weights -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import srbench
+from srbench import budget
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
 from srbench.method import Method
@@ -40,14 +41,16 @@ TINY_NET = dict(patch_size=2, embed_dim=48, depths=(2, 2, 2), head_dim=16, windo
 PAPER_NET = dict(patch_size=4, embed_dim=320, depths=(2, 2, 18, 2), head_dim=32, window_size=8, mlp_ratio=4.0,
                  train_size=256)
 # "trained for the same number of steps with similar training parameters" as Res-SRDiff (its paper preset).
-PAPER_TRAIN = dict(steps=131_000, batch_size=16, lr=5e-5, warmup_steps=5000, ema_decay=0.999, weight_decay=1e-5,
+PAPER_TRAIN = dict(steps=budget.PAPER_STEPS, **budget.PAPER_SELECTION, batch_size=16, lr=5e-5, warmup_steps=5000, ema_decay=0.999, weight_decay=1e-5,
                    optimizer="radam", checkpoint_every=1000)
 
 PRESETS = {
     "tiny": {
         "network": TINY_NET, "diffusion": SCHEDULE, "sampler": "ddim", "sample_steps": 50, "eta": 1.0,
-        "clip_denoised": True, "input_interpolator": "bspline", "patch": 64,
-        "train": dict(steps=2000, batch_size=8, lr=4e-4, optimizer="adamw", warmup_steps=100, ema_decay=0.999,
+        "clip_denoised": True, "input_interpolator": "bspline",
+        # the shared budget (srbench.budget.TINY): same samples, patch and validation-based selection as the others
+        "patch": budget.TINY.patch, "budget": budget.TINY.name,
+        "train": dict(**budget.TINY.train(), lr=4e-4, optimizer="adamw", warmup_steps=100, ema_decay=0.999,
                       checkpoint_every=100),
         "sampler_note": ("DDIM with 50 steps and eta 1 (the stochastic DDIM; on 3 demo val slices eta 0 / 0.5 / 1 "
                          "gave 23.7 / 26.0 / 27.4 dB): the full 1000-step ancestral chain takes about 5 minutes "
@@ -68,7 +71,7 @@ PRESETS["paper-ddim"] = {**PRESETS["paper"], "sampler": "ddim", "sample_steps": 
 
 class TMDDPM(Method):
     name = "tm-ddpm"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: tiny trains on the shared budget, weights chosen on validation
     summary = ("Conditional DDPM (linear betas, T = 1000, epsilon prediction, LR concatenated) with a Swin-UNet "
                "backbone from timm blocks; full ancestral or DDIM sampling.")
     citation = ("Pan S, Wang T, Qiu RLJ, et al. 2D medical image synthesis using transformer-based denoising "
@@ -127,6 +130,9 @@ class TMDDPM(Method):
     def model_fn(net: torch.nn.Module):
         return lambda x, t, cond: net(torch.cat([x, cond], 1), t)
 
+    def configured_loss(self) -> str:
+        return "MSE(eps_theta(x_t, t, LR), eps), t ~ U{0..T-1}"
+
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
         cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
@@ -141,11 +147,14 @@ class TMDDPM(Method):
             t = torch.randint(0, T, (hr.shape[0],), device=hr.device)
             return self.diffusion.training_losses(self.model_fn(net), hr, lr, t)["mse"].mean(), {}
 
-        trainer = Trainer(self.net, loss_fn, sampler, cfg, workdir, self.device, description="tm-ddpm training")
+        trainer = Trainer(self.net, loss_fn, sampler, cfg, workdir, self.device, description="tm-ddpm training",
+                          validate=self.validation(val, lambda loop: loop.inference_model()))
         record = trainer.fit()
         self.net = trainer.inference_model()
-        record.update(loss="MSE(eps_theta(x_t, t, LR), eps), t ~ U{0..T-1}", patch=patch, train_slices=len(train),
-                      inference_weights="EMA" if cfg.ema_decay else "raw")
+        record.update(loss=self.configured_loss(), patch=patch, train_slices=len(train),
+                      inference_weights="EMA" if cfg.ema_decay else "raw",
+                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
+                                           self.settings.get("budget")))
         return record
 
     # --- weights -----------------------------------------------------------------------------------
