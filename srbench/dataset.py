@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+import numpy as np
 import SimpleITK as sitk
 
 from .errors import SRBenchError
@@ -69,3 +70,30 @@ class Dataset:
     def cases(self, split: str) -> Iterator[Case]:
         for case_id in self.manifest().case_ids(split):
             yield self.load_case(case_id)
+
+    def perturbed(self, split: str, seed: int = 0) -> "Dataset":
+        """A copy of this dataset whose ``split`` cases hold uniform noise instead of their HR content (same
+        geometry and mask), for the split-isolation check (``srbench.splitcheck``). This default suits datasets
+        whose cases are volumes of their own (one file or series each); a dataset that cuts several cases from
+        one source volume overrides it to perturb that source, which is where leakage would come from."""
+        return _Perturbed(self, split, seed)
+
+
+class _Perturbed(Dataset):
+    def __init__(self, base: Dataset, split: str, seed: int):
+        super().__init__(base.root)
+        self.base, self.noisy, self.seed = base, set(base.manifest().case_ids(split)), seed
+        self.name, self.default_degradation = base.name, base.default_degradation
+
+    def manifest(self) -> SplitManifest:
+        return self.base.manifest()
+
+    def load_case(self, case_id: str) -> Case:
+        case = self.base.load_case(case_id)
+        if case_id not in self.noisy:
+            return case
+        array = sitk.GetArrayFromImage(case.hr)
+        rng = np.random.default_rng(self.seed)
+        noise = sitk.GetImageFromArray(rng.uniform(0, float(array.max()) or 1.0, array.shape).astype(array.dtype))
+        noise.CopyInformation(case.hr)
+        return Case(case.case_id, case.patient_id, noise, case.mask, case.slices)
