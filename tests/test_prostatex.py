@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from srbench.cache import split_by_patient
+from srbench.file_dataset import split_by_patient
 from srbench.errors import SRBenchError
 
 import srbench_datasets.prostatex as px

@@ -16,7 +16,7 @@ Layouts understood (one volume per case):
   with their descriptions, unless ``series=REGEX`` (config file) picks one by SeriesDescription.
 
 Masks must be on the image's grid (same size; spacing, origin, direction within 1e-3); non-zero = inside.
-Split: by patient, seeded (``srbench.cache.split_by_patient``: the ProstateX paper's ratio, 66/334 of patients
+Split: by patient, seeded (``srbench.file_dataset.split_by_patient``: the ProstateX paper's ratio, 66/334 of patients
 to test, 5 % of the rest carved out as val). A ``PATH/srbench-splits.json`` (``{"train": [...], "val": [...],
 "test": [...]}`` of case ids) overrides it. Cases that cannot be used are listed in ``dataset.skipped`` with
 the reason (see ``FileBackedDataset``).
@@ -39,9 +39,10 @@ import numpy as np
 import SimpleITK as sitk
 
 import srbench
-from srbench.cache import FileBackedDataset, cache_root, check_volume, digest, split_by_patient
+from srbench.cache import cache_root, digest
 from srbench.dataset import SplitManifest
 from srbench.errors import SRBenchError
+from srbench.file_dataset import FileBackedDataset, check_volume, split_by_patient
 from srbench.volume import _native_stderr_silenced, read_volume
 
 log = logging.getLogger("srbench.datasets")

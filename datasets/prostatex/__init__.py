@@ -44,7 +44,7 @@ import numpy as np
 import SimpleITK as sitk
 
 import srbench
-from srbench.cache import FileBackedDataset, check_volume, split_by_patient
+from srbench.file_dataset import FileBackedDataset, check_volume, split_by_patient
 from srbench.dataset import SplitManifest
 from srbench.errors import SRBenchError
 from srbench_datasets.folder import (attach_mask, axial_cosine, dicom_files, dicom_series_dirs, is_mask_name,
