@@ -287,7 +287,7 @@ class _Checker:
 
     # card ------------------------------------------------------------------------------------------------
     def card(self):
-        from .volume import INTERPOLATORS
+        from .volume import RESAMPLERS
 
         cls, problems = self.cls, []
         card = self.method.card()
@@ -325,9 +325,9 @@ class _Checker:
                             "prediction (1 for a feed-forward network; override sampling_steps())")
         elif steps is not None and not (isinstance(steps, int) and steps >= 1):
             problems.append(f"'sampling_steps' must be a positive int or None, got {steps!r}")
-        if card.get("input_interpolator", self.method.input_interpolator) not in INTERPOLATORS:
+        if card.get("input_interpolator", self.method.input_interpolator) not in RESAMPLERS:
             problems.append(f"input_interpolator {card.get('input_interpolator')!r} is not one of "
-                            f"{', '.join(INTERPOLATORS)}")
+                            f"{', '.join(RESAMPLERS)}")
         if "tiny" not in getattr(cls, "presets", {}):
             problems.append("no 'tiny' preset: `srbench run` uses --preset tiny unless told otherwise (CPU-sized)")
         try:

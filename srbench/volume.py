@@ -24,6 +24,8 @@ INTERPOLATORS = {
     "bspline": sitk.sitkBSpline,  # cubic B-spline
     "lanczos": sitk.sitkLanczosWindowedSinc,
 }
+# Names ``resample_to`` accepts: SimpleITK's, and Keys cubic convolution (``srbench.cubic``), which ITK lacks.
+RESAMPLERS = (*INTERPOLATORS, "cubic")
 
 
 def interpolator(name: str) -> int:
@@ -204,5 +206,9 @@ def normalise(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def resample_to(image: sitk.Image, reference: sitk.Image, interp: str) -> sitk.Image:
     """``image`` resampled onto ``reference``'s grid; points beyond the source take the nearest edge value."""
+    if interp == "cubic":
+        from .cubic import resample_cubic
+
+        return from_array(resample_cubic(image, reference), reference)
     return sitk.Resample(image, reference, sitk.Transform(), interpolator(interp), 0.0, sitk.sitkFloat32,
                          True)

@@ -70,7 +70,7 @@ def test_describe_plugins_names_distribution_and_hooks():
     assert rows["bicubic"]["distribution"] == "srbench"
     assert rows["bicubic"]["version"] == importlib.metadata.version("srbench")
     assert "register_methods" in rows["bicubic"]["hooks"]
-    assert rows["bicubic"]["registers"]["methods"] == ["bicubic"]
+    assert rows["bicubic"]["registers"]["methods"] == ["bicubic", "bspline"]
     assert {"brain-t1map", "prostate-t2w", "resample"} <= set(rows["core"]["registers"]["degradations"])
 
 
@@ -78,7 +78,7 @@ def test_load_plugins_restricts_loading(monkeypatch):
     monkeypatch.setenv("SRBENCH_LOAD_PLUGINS", "bicubic, core,demo")
     assert loaded_names() == {"bicubic", "core", "demo"}
     assert "res-srdiff" not in loaded_names()
-    assert set(plugins.get_registry().methods) == {"bicubic"}
+    assert set(plugins.get_registry().methods) == {"bicubic", "bspline"}
     assert plugins.get_registry().failures == []
 
 
