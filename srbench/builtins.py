@@ -17,7 +17,7 @@ def register_degradations(register):
     for protocol in KSPACE_PROTOCOLS:
         register(protocol, kspace_protocol_factory(protocol))
     register("noise", RicianNoise)
-    # Compositions ("prostate-t2w+noise:snr=20") are built from these by srbench.runner.make_degradation.
+    # Compositions ("prostate-t2w+noise:snr=20") are built from these by srbench.runner.make_degradation (srbench.degradation.build for each step).
 
 
 @hookimpl

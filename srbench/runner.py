@@ -32,7 +32,7 @@ from .cache import PreprocessCache
 from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
 from .dataset_spec import make_dataset  # also reached as runner.make_dataset
-from .degradation import Degradation, parse_spec
+from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
@@ -82,11 +82,7 @@ def make_degradation(spec: str) -> tuple[str, Degradation]:
     if len(parts) > 1:
         return make_composed(parts, make_degradation)
     name, params = parse_spec(spec)
-    factory = lookup("degradations", name)
-    try:
-        return name, factory(**params)
-    except TypeError as exc:
-        raise SRBenchError(f"degradation {spec!r}: {exc}") from None
+    return name, build(spec, name, lookup("degradations", name), params)
 
 
 def prepare(case: Case, degradation: Degradation, seed: int) -> Prepared:
