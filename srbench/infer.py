@@ -1,8 +1,10 @@
 """``srbench infer``: super-resolve a whole LR volume with any method, keeping geometry.
 
 The LR volume is normalised by its own [min, max] (the HR range is unknown at inference), super-resolved on
-the target grid, and mapped back to the input's intensity range. The target grid is a reference image's
-(``--like``) or the LR extent sampled at ``--spacing``.
+the target grid, and mapped back to the input's intensity range. The method is built, loaded and called through
+``plugins.instantiate_method``, as in ``srbench run``: a plugin's failure is one line naming the method, its
+plugin and the stage. The target grid is a reference image's (``--like``) or the LR extent sampled at
+``--spacing``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import SimpleITK as sitk
 
 from .errors import SRBenchError
 from .method import Method
-from .plugins import lookup
+from .plugins import instantiate_method, lookup
 from .volume import from_array, minmax_range, normalise, read_volume, require_finite, to_array, write_volume
+from .weights import require_checkpoint
 
 
 def grid_with_spacing(image: sitk.Image, spacing) -> sitk.Image:
@@ -41,14 +44,16 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
     lr_array = to_array(lr)
     require_finite(lr_array, str(input_path))
     grid = read_volume(like) if like is not None else grid_with_spacing(lr, spacing)
-    method: Method = lookup("methods", method_name)(preset=preset, device=device, seed=seed)
+    method: Method = instantiate_method(lookup("methods", method_name), preset=preset, device=device, seed=seed)
     if method.trains:
         if checkpoint is None:
             raise SRBenchError(f"method {method_name!r} is learned: give --checkpoint")
-        method.load(Path(checkpoint))
+        method.load(require_checkpoint(checkpoint))
     lo, hi = minmax_range(lr_array)
     lr_norm = from_array(normalise(lr_array, lo, hi), lr)
     sr = method.predict_volume(lr_norm, grid, range(grid.GetSize()[2]), progress=progress)
+    if not np.isfinite(sr).all():
+        raise SRBenchError(f"method {method.name!r} produced NaN or Inf on {input_path}")
     out = from_array(np.clip(sr, 0.0, 1.0) * (hi - lo) + lo, grid)
     write_volume(out, output_path)
     return out

@@ -39,6 +39,7 @@ from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
+from .weights import require_checkpoint
 
 NORMALISATION = "minmax-hr: each volume's HR [min, max] -> [0, 1], applied to HR before degradation"
 
@@ -138,9 +139,7 @@ def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:
     if not method_cls.trains:
         return {"source": "none"}
     if opts.checkpoint is not None:
-        path = Path(opts.checkpoint)
-        if not path.is_file():
-            raise SRBenchError(f"{path}: checkpoint not found")
+        path = require_checkpoint(opts.checkpoint)
         return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
     shipped = None if opts.train else method_cls.shipped_checkpoint(dataset_name, opts.preset)
     if shipped is not None:
