@@ -17,7 +17,9 @@ import SimpleITK as sitk
 from .errors import SRBenchError
 from .method import Method
 from .plugins import instantiate_method, lookup
-from .volume import from_array, minmax_range, normalise, read_volume, require_finite, to_array, write_volume
+from .prediction import check_prediction
+from .volume import (check_output_path, from_array, minmax_range, normalise, read_volume, require_finite, to_array,
+                     write_volume)
 from .weights import require_checkpoint
 
 
@@ -40,6 +42,7 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
           progress=None) -> sitk.Image:
     if (like is None) == (spacing is None):
         raise SRBenchError("give exactly one of --like or --spacing for the output grid")
+    check_output_path(output_path, inputs=(input_path, like, checkpoint))
     lr = read_volume(input_path)
     lr_array = to_array(lr)
     require_finite(lr_array, str(input_path))
@@ -49,11 +52,11 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
         if checkpoint is None:
             raise SRBenchError(f"method {method_name!r} is learned: give --checkpoint")
         method.load(require_checkpoint(checkpoint))
-    lo, hi = minmax_range(lr_array)
+    lo, hi = minmax_range(lr_array, str(input_path))
     lr_norm = from_array(normalise(lr_array, lo, hi), lr)
-    sr = method.predict_volume(lr_norm, grid, range(grid.GetSize()[2]), progress=progress)
-    if not np.isfinite(sr).all():
-        raise SRBenchError(f"method {method.name!r} produced NaN or Inf on {input_path}")
-    out = from_array(np.clip(sr, 0.0, 1.0) * (hi - lo) + lo, grid)
+    nx, ny, nz = grid.GetSize()
+    sr = method.predict_volume(lr_norm, grid, range(nz), progress=progress)
+    sr = check_prediction(sr, nz, (ny, nx), method.name, str(input_path))
+    out = from_array(sr * (hi - lo) + lo, grid)
     write_volume(out, output_path)
     return out

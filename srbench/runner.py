@@ -37,6 +37,7 @@ from .errors import SRBenchError
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
+from .prediction import check_prediction
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
 from .weights import require_checkpoint
@@ -282,9 +283,7 @@ def _predict(method: Method, p: Prepared, progress: Progress, timings: dict) -> 
     t0 = time.perf_counter()
     sr = method.predict_volume(p.lr, p.hr, p.slices, progress=lambda n: progress.advance(task, n))
     timings["predict_s"] += time.perf_counter() - t0
-    if not np.isfinite(sr).all():
-        raise SRBenchError(f"method {method.name!r} produced NaN or Inf on case {p.case.case_id!r}")
-    return sr
+    return check_prediction(sr, len(p.slices), p.hr_array.shape[1:], method.name, f"case {p.case.case_id!r}")
 
 
 def _score(method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict) -> list[dict]:
