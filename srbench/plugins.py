@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from . import hookspecs
-from .errors import SRBenchError
+from .errors import SRBenchError, did_you_mean
 
 GROUP = "srbench"
 log = logging.getLogger("srbench.plugins")
@@ -225,7 +225,7 @@ def lookup(kind: str, name: str):
     items = getattr(get_registry(), kind)
     if name not in items:
         available = ", ".join(sorted(items)) or "none installed"
-        raise SRBenchError(f"unknown {kind[:-1]} {name!r}; available: {available}")
+        raise SRBenchError(f"unknown {kind[:-1]} {name!r}{did_you_mean(name, items)}; available: {available}")
     return items[name]
 
 

@@ -52,7 +52,7 @@ import scikit_posthocs as sp
 from scipy import stats as ss
 
 from . import record as rec
-from .errors import SRBenchError
+from .errors import SRBenchError, did_you_mean
 
 ALPHA = 0.05
 PROTOCOLS = ("paper", "paired")
@@ -386,7 +386,7 @@ def select_runs(results_dir: Path, dataset: str, degradation: str | None = None)
     runs = [r for r in found if (r.get("dataset") or {}).get("name", Path(r["_dir"]).parts[-4]) == dataset]
     if not runs:
         names = sorted({(r.get("dataset") or {}).get("name", "?") for r in found})
-        raise SRBenchError(f"no runs for dataset {dataset!r} under {results_dir}"
+        raise SRBenchError(f"no runs for dataset {dataset!r}{did_you_mean(dataset, names)} under {results_dir}"
                            + (f" (datasets with runs: {', '.join(names)})" if names else ""))
     runs = _one_degradation(runs, dataset, degradation)
     latest = {}

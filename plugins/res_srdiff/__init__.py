@@ -255,7 +255,7 @@ def register_commands(cli):
     @cli.command("conformance")
     @click.argument("method", type=click.Choice(["res-srdiff"]))
     @click.argument("directory", type=click.Path(path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @click.option("--json", "-j", "as_json", is_flag=True, help="Print one JSON object.")
     def conformance(method, directory, as_json):
         """Check this install against a vector set produced by the official code."""
         from .conformance import check_conformance
