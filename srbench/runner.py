@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ from .dataset import Case, Dataset
 from .dataset_spec import make_dataset  # also reached as runner.make_dataset
 from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
+from .lock import run_lock
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
@@ -197,6 +199,20 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
                       f"checkpoint (train one with --train, or give --checkpoint)", highlight=False)
         return None, False
     rid, out_dir = _identity(setup)
+    # One process per run folder (rank 0 holds the lock for the ranks): a second waits, then finds it finished.
+    waiting = _announce_wait(console, rid)
+    with run_lock(opts.results_dir, out_dir, waiting) if distributed.is_main() else nullcontext():
+        return _run_once(setup, rid, out_dir, console)
+
+
+def _announce_wait(console: Console, rid: str):
+    return lambda holder: console.print(f"run {rid} is being computed by {holder}; waiting for it to finish",
+                                        highlight=False)
+
+
+def _run_once(setup: Setup, rid: str, out_dir: Path, console: Console) -> tuple[Path | None, bool]:
+    """The run itself, once it owns its folder: skip it when finished, else weights, test split, record."""
+    opts = setup.opts
     if distributed.broadcast_object((out_dir / rec.RECORD).exists() and not opts.force):  # rank 0 decides
         console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
         return out_dir, False
