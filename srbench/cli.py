@@ -99,7 +99,8 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
 
 def _check_names(opts) -> None:
     """Unknown dataset or degradation names fail here, before anything is said or loaded."""
-    from .runner import _named_datasets, make_degradation
+    from .dataset_spec import _named_datasets
+    from .runner import make_degradation
 
     name = opts.dataset.partition(":")[0].strip()
     if name not in plugins.get_registry().datasets and name not in _named_datasets()[1]:
