@@ -242,8 +242,11 @@ def score(pred, ref, mask, device, as_json):
 def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, table_only, case, output, as_json):
     """Build the leaderboard from run records (asterisk: difference from the best not significant)."""
     from . import leaderboard as lb
+    from .outputs import check_output_path
     from .record import atomic_write_text
 
+    if output:
+        check_output_path(output)  # before the statistics, not after
     df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha)
     fmt = "json" if as_json else fmt
     if fmt == "csv":

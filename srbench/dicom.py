@@ -236,7 +236,8 @@ def _one_series(headers: list, directory: Path, label: str, uid: str | None) -> 
     if len(by_uid) > 1:
         described = "; ".join(f"{str(h[0][1].get('SeriesDescription', '') or '?')!r} ({len(h)} files, "
                               f"SeriesInstanceUID {u or '?'})" for u, h in sorted(by_uid.items())[:4])
-        raise SRBenchError(f"{label}: {directory} holds {len(by_uid)} DICOM series ({described}); a volume is one "
+        where = "the folder" if label == str(directory) else str(directory)
+        raise SRBenchError(f"{label}: {where} holds {len(by_uid)} DICOM series ({described}); a volume is one "
                            "series: put each series in its own folder")
     return headers
 

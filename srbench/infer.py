@@ -16,11 +16,14 @@ import SimpleITK as sitk
 
 from .errors import SRBenchError
 from .method import Method
+from .outputs import check_output_path
 from .plugins import instantiate_method, lookup
 from .prediction import check_prediction
-from .volume import (check_output_path, from_array, minmax_range, normalise, read_volume, require_finite, to_array,
-                     write_volume)
+from .volume import (WRITABLE_SUFFIXES, from_array, minmax_range, normalise, read_volume, require_finite,
+                     to_array, write_volume)
 from .weights import require_checkpoint
+
+MAX_VOXELS = 2 ** 30  # 4 GiB of float32: past any MRI volume; a typo such as 1e-6 mm must not exhaust memory
 
 
 def grid_with_spacing(image: sitk.Image, spacing) -> sitk.Image:
@@ -29,6 +32,9 @@ def grid_with_spacing(image: sitk.Image, spacing) -> sitk.Image:
     if new.shape != (3,) or (new <= 0).any():
         raise SRBenchError(f"--spacing needs three positive numbers, got {spacing}")
     size = [max(1, int(round(n))) for n in np.array(image.GetSize()) * old / new]
+    if np.prod(size, dtype=float) > MAX_VOXELS:
+        raise SRBenchError(f"--spacing {','.join(f'{v:g}' for v in new)} gives an output grid of "
+                           f"{' x '.join(map(str, size))} voxels, more than {MAX_VOXELS:.3g}: choose a coarser spacing")
     direction = np.array(image.GetDirection()).reshape(3, 3)
     grid = sitk.Image(size, sitk.sitkFloat32)
     grid.SetSpacing(new.tolist())
@@ -42,7 +48,7 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
           progress=None) -> sitk.Image:
     if (like is None) == (spacing is None):
         raise SRBenchError("give exactly one of --like or --spacing for the output grid")
-    check_output_path(output_path, inputs=(input_path, like, checkpoint))
+    check_output_path(output_path, inputs=(input_path, like, checkpoint), suffixes=WRITABLE_SUFFIXES)
     lr = read_volume(input_path)
     lr_array = to_array(lr)
     require_finite(lr_array, str(input_path))

@@ -146,28 +146,6 @@ def _nifti_header(head: bytes):
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def check_output_path(path: str | os.PathLike, inputs=()) -> Path:
-    """``path`` can take a volume: not a folder, a format SimpleITK writes, not one of ``inputs``, and its
-    folder is (or can be made) writable. Called before any work, so a long job never fails at its last step."""
-    path = Path(path)
-    if path.is_dir():
-        raise SRBenchError(f"{path}: is a directory; give a file name, e.g. {path / 'sr.nii.gz'}")
-    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
-        raise SRBenchError(f"{path}: cannot tell the volume format from the name; end it in one of "
-                           f"{', '.join(WRITABLE_SUFFIXES)}")
-    for source in inputs:
-        if source is not None and Path(source).exists() and path.resolve() == Path(source).resolve():
-            raise SRBenchError(f"{path}: is also an input; write the result to another file")
-    folder = path.parent if str(path.parent) else Path(".")
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise SRBenchError(f"{path}: cannot create its folder: {folder} is a file")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SRBenchError(f"{path}: cannot write into {folder} (permission denied)")
-    return path
-
-
 def write_volume(image: sitk.Image, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)

@@ -8,7 +8,8 @@ import torch
 
 from srbench.errors import SRBenchError
 from srbench.prediction import check_prediction
-from srbench.volume import check_output_path
+from srbench.outputs import check_output_path
+from srbench.volume import WRITABLE_SUFFIXES
 
 
 @pytest.mark.parametrize("output, words", [
@@ -40,7 +41,7 @@ def test_values_near_the_range_are_clipped_to_it():
 
 @pytest.mark.parametrize("name, words", [
     ("folder", ["is a directory"]),
-    ("out.png", ["end it in one of", ".nii.gz"]),
+    ("out.png", ["cannot tell the format", ".nii.gz"]),
     ("a_file/sr.nii.gz", ["a_file is a file"]),
     ("in.nii.gz", ["is also an input"]),
 ])
@@ -49,7 +50,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, name, words):
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "in.nii.gz").write_text("x")
     with pytest.raises(SRBenchError) as info:
-        check_output_path(tmp_path / name, inputs=(tmp_path / "in.nii.gz",))
+        check_output_path(tmp_path / name, inputs=(tmp_path / "in.nii.gz",), suffixes=WRITABLE_SUFFIXES)
     for word in words:
         assert word in str(info.value)
     assert check_output_path(tmp_path / "new" / "deeper" / "sr.nii.gz") == tmp_path / "new" / "deeper" / "sr.nii.gz"
