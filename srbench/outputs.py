@@ -21,11 +21,24 @@ def check_output_path(path: str | os.PathLike, inputs=(), suffixes: tuple[str, .
     for source in inputs:
         if source is not None and Path(source).exists() and path.resolve() == Path(source).resolve():
             raise SRBenchError(f"{path}: is also an input; write the result to another file")
-    folder = path.parent
+    _check_writable_folder(path.parent, path)
+    return path
+
+
+def check_results_dir(path: str | os.PathLike) -> Path:
+    """A results dir that is (or can be made) a writable folder; else a one-line error, before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SRBenchError(f"{path}: the results dir is a file, not a folder (give another --results-dir)")
+    _check_writable_folder(path, path)
+    return path
+
+
+def _check_writable_folder(folder: Path, what: Path) -> None:
+    """``folder`` exists as a writable folder, or its nearest existing ancestor does (so it can be made)."""
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise SRBenchError(f"{path}: cannot create its folder: {folder} is a file")
+        raise SRBenchError(f"{what}: cannot create its folder: {folder} is a file")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise SRBenchError(f"{path}: cannot write into {folder} (permission denied)")
-    return path
+        raise SRBenchError(f"{what}: cannot write into {folder} (permission denied)")

@@ -36,6 +36,7 @@ from .dataset_spec import make_dataset  # also reached as runner.make_dataset
 from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
 from .lock import run_lock
+from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
@@ -193,6 +194,7 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
     """
     distributed.init()
     console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
+    check_results_dir(opts.results_dir)  # before any work, not when the record is written
     setup = _setup(opts)
     if setup.weights["source"] == "trained-in-run" and opts.pretrained_only:
         console.print(f"[yellow]skipped {setup.method.name}:[/] no shipped {setup.dataset.name}-{opts.preset} "

@@ -131,3 +131,23 @@ def test_srbench_run_waits_for_the_holder_then_finds_the_run_finished(bicubic_ru
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0 and "already finished" in err, err
     assert (run_dir / rec.RECORD).read_bytes() == kept
+
+
+def test_a_rerun_after_a_kill_removes_the_debris_and_finishes(tmp_path):
+    """A run killed between its last writes (half-written temporaries, no record) is redone, cleanly."""
+    from srbench import plugins
+    from srbench.runner import RunOptions, run
+    from srbench.testing import TinyDatasetPlugin
+
+    plugins.register_plugin(TinyDatasetPlugin(), "srbench-tiny")
+    opts = RunOptions(method="bicubic", dataset="srbench-tiny", results_dir=tmp_path / "results")
+    out, ran = run(opts)
+    first = json.loads((out / rec.RECORD).read_text())
+    (out / rec.RECORD).unlink()
+    for name in (".examples.npz.k2j3h4ab.tmp", ".record.json.x8y9z0ab.tmp", ".scores.csv.tmp"):
+        (out / name).write_bytes(b"half a file")
+    again, ran = run(opts)
+    assert ran and again == out
+    assert sorted(p.name for p in out.iterdir()) == ["examples.npz", "record.json", "scores.csv"]
+    assert json.loads((out / rec.RECORD).read_text())["summary"] == first["summary"]
+    assert not (opts.results_dir / LOCKS).exists()
