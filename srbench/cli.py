@@ -274,9 +274,14 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, t
 @json_opt()
 def methods(as_json):
     """List installed SR methods."""
+    from .registration import card_value
+
     reg = plugins.get_registry()
-    recs = [{"name": n, "plugin": reg.owners[("methods", n)], "version": c.version, "trains": c.trains,
-             "presets": list(c.presets), "summary": c.summary} for n, c in sorted(reg.methods.items())]
+    # From each method's card as registered: a method registered by import path is not imported to be listed.
+    cards = {n: reg.methods.peek(n) for n in sorted(reg.methods)}
+    recs = [{"name": n, "plugin": reg.owners[("methods", n)], "version": card_value(c, "version"),
+             "trains": card_value(c, "trains", False), "presets": list(card_value(c, "presets", ())),
+             "summary": card_value(c, "summary", "")} for n, c in cards.items()]
     _report_failures()
     _print_table("methods", ["name", "plugin", "version", "trains", "presets", "summary"],
                  [[r["name"], r["plugin"], r["version"], r["trains"], ", ".join(r["presets"]), r["summary"]] for r in recs],
@@ -371,12 +376,36 @@ _register_report(cli)
 
 
 def _add_plugin_commands() -> None:
+    """Let each plugin add its commands. A plugin command that would replace an existing one (click's
+    ``add_command`` replaces silently) is an error naming both; that plugin's commands are all left out and
+    every other command keeps working."""
     pm = plugins.get_plugin_manager()
+    owners = {name: "srbench" for name in cli.commands}
     for impl in pm.hook.register_commands.get_hookimpls():
+        before = dict(cli.commands)
         try:
             impl.function(cli)
         except Exception as exc:  # noqa: BLE001 - one plugin's command must not break the CLI
-            err.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} failed to add commands: {exc}")
+            err.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} failed to add commands: {exc}", highlight=False)
+            _restore_commands(before)
+            continue
+        replaced = sorted(n for n, command in before.items() if cli.commands.get(n) is not command)
+        if replaced:
+            taken = ", ".join(f"{n!r} (from {_owner_text(owners[n])})" for n in replaced)
+            err.print(f"[red]error:[/] plugin {impl.plugin_name!r} adds command {taken}, which already exists; "
+                      f"plugin {impl.plugin_name!r}'s commands are left out", highlight=False)
+            _restore_commands(before)
+            continue
+        owners.update({n: impl.plugin_name for n in cli.commands if n not in before})
+
+
+def _owner_text(owner: str) -> str:
+    return "srbench itself" if owner == "srbench" else f"plugin {owner!r}"
+
+
+def _restore_commands(before: dict) -> None:
+    cli.commands.clear()
+    cli.commands.update(before)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def _named_datasets() -> tuple[Path, dict]:
         if "SRBENCH_CONFIG" in os.environ:
             raise SRBenchError(f"{path}: config file not found ($SRBENCH_CONFIG)")
         return path, {}
-    import tomllib
+    from .compat import tomllib
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -53,10 +53,8 @@ from scipy import stats as ss
 
 from . import record as rec
 from .errors import SRBenchError, did_you_mean
+from .stats_options import ALPHA, PROTOCOLS, UNITS  # noqa: F401 - part of this module's interface
 
-ALPHA = 0.05
-PROTOCOLS = ("paper", "paired")
-UNITS = ("slice", "volume")
 DEFAULT_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}
 ID_COLUMNS = ("method", "case", "patient", "slice")
 SHAPIRO = "Shapiro-Wilk on residuals of score ~ method"

@@ -35,7 +35,7 @@ def install(target: Path, scratch: Path) -> str:
     error = pip_install_offline(source, target)
     if error is None:
         return "pip"
-    import tomllib
+    from srbench.compat import tomllib
 
     meta = tomllib.loads((EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     shutil.copytree(source / "src" / MODULE, target / MODULE)

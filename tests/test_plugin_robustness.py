@@ -179,7 +179,7 @@ def test_trace_logs_plugin_loading_and_every_hook_call(tmp_path, monkeypatch, ca
     reg = plugins.get_registry()
     trace = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("srbench-trace: ")]
     text = "\n".join(trace)
-    assert re.search(r"load entry point 'bicubic' = srbench_plugins\.bicubic \(srbench [\d.]+\) in [\d.]+ ms", text)
+    assert re.search(r"load entry point 'bicubic' = srbench_plugins\.entry_points:bicubic \(srbench [\d.]+\) in [\d.]+ ms", text)
     assert ("load entry point 'noimport' = srbench_noimport (srbench-noimport 0.5) FAILED: ModuleNotFoundError"
             in text)
     assert re.search(r"call register_methods of plugin 'bicubic' \(srbench [\d.]+\)", text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tomllib
+from srbench.compat import tomllib
 
 import pytest
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-import srbench
 from srbench.dataset import Case, Dataset, SplitManifest
 from srbench.errors import SRBenchError
 
@@ -84,7 +83,3 @@ class Demo(Dataset):
         t1, mask = load_template()
         return Case(case_id=case_id, patient_id="mni152-2009c", hr=t1, mask=mask, slices=s[case_id])
 
-
-@srbench.hookimpl
-def register_datasets(register):
-    register(Demo)

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-import srbench
 from srbench.dataset import SplitManifest
 from srbench.dicom import dicom_files, dicom_series_dirs, read_dicom_series, walk
 from srbench.errors import SRBenchError
@@ -250,7 +249,3 @@ class FolderDataset(FileBackedDataset):
         image = check_volume(image, label)
         return image, attach_mask(src.mask, image, label)
 
-
-@srbench.hookimpl
-def register_datasets(register):
-    register(FolderDataset)

@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-import srbench
 from srbench.cache import cache_root, digest
 from srbench.dataset import SplitManifest
 from srbench.dicom import axial_cosine, dicom_files, dicom_series_dirs, read_dicom_series, walk
@@ -303,7 +302,3 @@ class ProstateX(FileBackedDataset):
         image = check_volume(image, label)
         return image, attach_mask(self._masks.get(case_id), image, label)
 
-
-@srbench.hookimpl
-def register_datasets(register):
-    register(ProstateX)

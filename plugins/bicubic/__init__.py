@@ -19,7 +19,6 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-import srbench
 from srbench.cubic import resample_cubic
 from srbench.method import Method
 from srbench.volume import resample_to, to_array
@@ -65,8 +64,3 @@ class BSpline(_Interpolation):
     def _resample(self, lr, grid, slices):
         return to_array(resample_to(lr, grid, "bspline"))[slices]
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(Bicubic)
-    register(BSpline)

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import srbench
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method, SlicePairs
 from srbench.weights import load_network, save_weights
@@ -206,7 +205,3 @@ def _compact(names: list[str]) -> list[str]:
             out.append(name)
     return out
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(CycleGAN)
