@@ -13,14 +13,15 @@ import srbench
 
 
 class MethodPlugin:
-    """A plugin that registers one method by import path, with the card ``srbench methods`` shows."""
+    """A plugin that registers its methods by import path, each with the card ``srbench methods`` shows."""
 
-    def __init__(self, target: str, **card):
-        self.method = srbench.lazy(target, **card)
+    def __init__(self, *methods):
+        self.methods = methods
 
     @srbench.hookimpl
     def register_methods(self, register):
-        register(self.method)
+        for method in self.methods:
+            register(method)
 
 
 class ResSRDiffPlugin(MethodPlugin):
@@ -52,25 +53,31 @@ class ResSRDiffPlugin(MethodPlugin):
 
 
 bicubic = MethodPlugin(
-    "srbench_plugins.bicubic:Bicubic", name="bicubic", version="1.0.0", trains=False, presets=["tiny", "paper"],
-    summary="Cubic B-spline interpolation of the LR volume onto the HR grid (3-D, SimpleITK sitkBSpline).")
+    srbench.lazy("srbench_plugins.bicubic:Bicubic", name="bicubic", version="2.0.0", trains=False,
+                 presets=["tiny", "paper"],
+                 summary="Keys cubic convolution (a = -0.5, as MATLAB imresize; no antialiasing, edges repeated) of "
+                         "the LR volume onto the HR grid, separable in 3-D."),
+    srbench.lazy("srbench_plugins.bicubic:BSpline", name="bspline", version="1.0.0", trains=False,
+                 presets=["tiny", "paper"],
+                 summary="Cubic B-spline interpolation of the LR volume onto the HR grid (3-D, SimpleITK "
+                         "sitkBSpline); most likely the paper's 'Bicubic'."))
 
-pix2pix = MethodPlugin(
+pix2pix = MethodPlugin(srbench.lazy(
     "srbench_plugins.pix2pix:Pix2Pix", name="pix2pix", version="1.0.0", trains=True, presets=["tiny", "paper"],
-    summary="Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017).")
+    summary="Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017)."))
 
-cyclegan = MethodPlugin(
+cyclegan = MethodPlugin(srbench.lazy(
     "srbench_plugins.cyclegan:CycleGAN", name="cyclegan", version="1.0.0", trains=True, presets=["tiny", "paper"],
     summary="Unpaired GAN with cycle consistency: ResNet generators both ways, PatchGANs, LSGAN, cycle 10, "
-            "identity 0.5, image pools (Zhu et al. 2017); SR with the LR -> HR generator.")
+            "identity 0.5, image pools (Zhu et al. 2017); SR with the LR -> HR generator."))
 
-tm_ddpm = MethodPlugin(
+tm_ddpm = MethodPlugin(srbench.lazy(
     "srbench_plugins.tm_ddpm:TMDDPM", name="tm-ddpm", version="1.0.0", trains=True,
     presets=["tiny", "paper", "tiny-full", "paper-ddim"],
     summary="Conditional DDPM (linear betas, T = 1000, epsilon prediction, LR concatenated) with a Swin-UNet "
-            "backbone from timm blocks; full ancestral or DDIM sampling.")
+            "backbone from timm blocks; full ancestral or DDIM sampling."))
 
-res_srdiff = ResSRDiffPlugin(
+res_srdiff = ResSRDiffPlugin(srbench.lazy(
     "srbench_plugins.res_srdiff:ResSRDiff", name="res-srdiff", version="1.1.0", trains=True,
     presets=["tiny", "paper-prostate", "paper-brain", "paper", "tiny-t15"],
-    summary="Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025).")
+    summary="Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025)."))
