@@ -23,6 +23,7 @@ install: $(BIN)/.installed
 # The main job: evaluate the methods on the embedded demo data, then print the leaderboard.
 demo: install
 	$(BIN)/srbench run --method bicubic --dataset demo --results-dir $(RESULTS)
+	$(BIN)/srbench run --method bspline --dataset demo --results-dir $(RESULTS)
 	for m in $(DEMO_METHODS); do \
 		$(BIN)/srbench run --method $$m --dataset demo --results-dir $(RESULTS) --pretrained-only || exit 1; \
 	done

@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 from .hookspecs import hookimpl  # noqa: E402
+from .registration import lazy  # noqa: E402
 
-__all__ = ["hookimpl", "Method", "__version__"]
+__all__ = ["hookimpl", "lazy", "Method", "__version__"]
 
 
 def __getattr__(name: str):

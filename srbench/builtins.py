@@ -1,31 +1,38 @@
-"""The core plugin: srbench's own degradations and metrics, registered like any third-party plugin."""
+"""The core plugin: srbench's own degradations and metrics, registered like any third-party plugin.
+
+Everything is registered by import path (:func:`srbench.lazy`), so that loading this plugin imports neither
+SimpleITK, SciPy nor torch: each degradation or metric is imported when a command first uses it.
+"""
 
 from __future__ import annotations
 
-from .degradation import PROTOCOLS, Resample, protocol_factory
 from .hookspecs import hookimpl
-from .kspace import KSPACE_PROTOCOLS, KSpace, kspace_protocol_factory
-from .noise import RicianNoise
+from .registration import lazy
+
+# The named protocols of srbench.degradation.PROTOCOLS and srbench.kspace.KSPACE_PROTOCOLS (a test keeps these
+# lists equal to those tables, which cannot be read here without importing SimpleITK and SciPy).
+RESAMPLE_PROTOCOLS = ("brain-t1map", "prostate-t2w")
+KSPACE_PROTOCOLS = ("prostate-t2w-kspace", "brain-t1map-kspace")
+METRICS = {"psnr": "PSNR", "ssim": "SSIM", "gmsd": "GMSD", "lpips": "LPIPS"}  # name -> class in srbench.metrics
 
 
 @hookimpl
 def register_degradations(register):
-    register("resample", Resample)
-    for protocol in PROTOCOLS:
-        register(protocol, protocol_factory(protocol))
-    register("kspace", KSpace)
+    register("resample", lazy("srbench.degradation:Resample"))
+    for protocol in RESAMPLE_PROTOCOLS:
+        register(protocol, lazy("srbench.degradation:protocol_factory", args=(protocol,)))
+    register("kspace", lazy("srbench.kspace:KSpace"))
     for protocol in KSPACE_PROTOCOLS:
-        register(protocol, kspace_protocol_factory(protocol))
-    register("noise", RicianNoise)
-    # Compositions ("prostate-t2w+noise:snr=20") are built from these by srbench.runner.make_degradation.
+        register(protocol, lazy("srbench.kspace:kspace_protocol_factory", args=(protocol,)))
+    register("noise", lazy("srbench.noise:RicianNoise"))
+    # Compositions ("prostate-t2w+noise:snr=20") are built from these by srbench.runner.make_degradation
+    # (srbench.degradation.build for each step).
 
 
 @hookimpl
 def register_metrics(register):
-    from .metrics import BUILTIN_METRICS
-
-    for metric in BUILTIN_METRICS:
-        register(metric() if isinstance(metric, type) else metric)
+    for name, cls in METRICS.items():
+        register(lazy(f"srbench.metrics:{cls}", args=(), name=name))
 
 
 @hookimpl

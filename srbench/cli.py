@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from . import plugins
+from .cli_common import (CONTEXT, check_preset, data_root_opt, dataset_opt, degradation_opt, device_opt,
+                         experiment_opts, json_opt, method_opt, preset_opt, results_dir_opt, seed_opt)
 from .errors import SRBenchError
+from .report_cli import leaderboard_data, stats_options
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -28,8 +31,8 @@ class Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=Group)
-@click.version_option(package_name="srbench")
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(None, "--version", "-V", package_name="srbench", help="Print srbench's version and exit.")
 def cli():
     """srbench: benchmark MRI super-resolution methods with calibrated metrics and paper-grade statistics."""
 
@@ -52,37 +55,75 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 
 
 @cli.command()
-@click.option("--method", "-m", required=True, help="Method name (srbench methods lists them).")
-@click.option("--dataset", "-d", required=True, help="Dataset name (srbench datasets lists them).")
-@click.option("--degradation", "-g", default=None, help="Degradation or protocol; default: the dataset's.")
-@click.option("--preset", default="tiny", show_default=True, help="Method preset: tiny (CPU) or paper.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=None,
-              help="Where run records go (default: $SRBENCH_RESULTS or ./leaderboards).")
-@click.option("--data-root", default=None, help="Root folder of the dataset's local copy.")
-@click.option("--train", is_flag=True, help="Train from scratch even when a shipped checkpoint exists.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Evaluate these weights.")
-@click.option("--force", is_flag=True, help="Run again even if this run already finished.")
-@click.option("--pretrained-only", is_flag=True,
+@experiment_opts
+@results_dir_opt("Where run records go (default: $SRBENCH_RESULTS or ./leaderboards).")
+@data_root_opt()
+@click.option("--train", "-t", is_flag=True, help="Train from scratch even when a shipped checkpoint exists.")
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Evaluate these weights.")
+@click.option("--force", "-f", is_flag=True, help="Run again even if this run already finished.")
+@click.option("--pretrained-only", "-P", is_flag=True,
               help="Skip a learned method that has no shipped checkpoint instead of training it.")
+@json_opt("Print the run directory and its summary as JSON on stdout.")
 def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, force,
-        pretrained_only):
+        pretrained_only, as_json):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
     from .runner import RunOptions, default_results_dir
     from .runner import run as do_run
 
     _report_failures()
+    check_preset(method, preset)
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
                       device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
                       checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only)
+    _check_names(opts)
+    notice = _weights_notice(opts)
+    if notice:
+        err.print(notice, highlight=False, markup=False)
     out_dir, ran = do_run(opts, err)
     if out_dir is None:
+        if as_json:
+            click.echo(json.dumps({"run_dir": None, "ran": False, "skipped": True}))
         return
+    record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
     if ran:
-        record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
         _print_run_summary(record)
-    click.echo(str(out_dir))
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(out_dir), "ran": ran, "run_id": record.get("run_id"),
+                               "n_slices": record.get("n_slices"), "summary": record.get("summary"),
+                               "timings": record.get("timings")}, indent=2, default=str))
+    else:
+        click.echo(str(out_dir))
+    err.print(f"next: srbench report -r {opts.results_dir} -o report.html   (figures and method cards; "
+              f"srbench leaderboard -r {opts.results_dir} for the table alone)", highlight=False, markup=False)
+
+
+def _check_names(opts) -> None:
+    """Unknown dataset or degradation names fail here, before anything is said or loaded."""
+    from .dataset_spec import _named_datasets
+    from .runner import make_degradation
+
+    name = opts.dataset.partition(":")[0].strip()
+    if name not in plugins.get_registry().datasets and name not in _named_datasets()[1]:
+        plugins.lookup("datasets", name)  # raises, with "did you mean"
+    if opts.degradation:
+        make_degradation(opts.degradation)
+
+
+def _weights_notice(opts) -> str | None:
+    """Where the run's weights come from, said before any progress bar (None: the runner says it skips)."""
+    cls = plugins.lookup("methods", opts.method)
+    if not cls.trains:
+        return None  # nothing is loaded: nothing to say
+    if opts.checkpoint is not None:
+        return f"weights: {opts.checkpoint} (--checkpoint)"
+    name = opts.dataset.partition(":")[0].strip()
+    shipped = None if opts.train else cls.shipped_checkpoint(name, opts.preset)
+    if shipped is not None:
+        return f"weights: the {name}-{opts.preset} checkpoint shipped with {opts.method} ({shipped}); --train retrains"
+    if opts.pretrained_only:
+        return None
+    why = "--train" if opts.train else f"no {name}-{opts.preset} checkpoint ships with {opts.method}"
+    return f"weights: training {opts.method} now ({why}; preset {opts.preset}, device {opts.device})"
 
 
 def _print_run_summary(record: dict) -> None:
@@ -100,47 +141,54 @@ def _print_run_summary(record: dict) -> None:
 
 
 @cli.command("train")
-@click.option("--method", "-m", required=True)
-@click.option("--dataset", "-d", required=True)
-@click.option("--degradation", "-g", default=None)
-@click.option("--preset", default="tiny", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--data-root", default=None)
+@experiment_opts
+@data_root_opt()
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
               help="Weights file to write (safetensors); its training record goes beside it as .json.")
-@click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Checkpoints (resume from here).")
-@click.option("--steps", type=int, default=None,
+@click.option("--workdir", "-w", type=click.Path(path_type=Path), default=None,
+              help="Checkpoints (resume from here).")
+@click.option("--steps", "-n", type=int, default=None,
               help="Override the preset's number of training steps (its LR restarts past them are dropped).")
-@click.option("--max-minutes", type=float, default=None, help="Stop with a checkpoint after this long; rerun resumes.")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (preset default).")
+@click.option("--max-minutes", "-M", type=float, default=None,
+              help="Stop with a checkpoint after this long; rerun resumes.")
+@click.option("--checkpoint-every", "-k", type=int, default=None, help="Steps between checkpoints (preset default).")
+@json_opt("Print the training summary (steps, seconds, device, weights) as JSON on stdout.")
 def train_cmd(method, dataset, degradation, preset, seed, device, data_root, output, workdir, steps, max_minutes,
-              checkpoint_every):
+              checkpoint_every, as_json):
     """Train METHOD on a dataset's train split and write its weights and training record."""
     from .runner import RunOptions
     from .runner import train as do_train
 
+    check_preset(method, preset)
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
                       device=device, data_root=data_root)
     record = do_train(opts, output, workdir, steps, max_minutes, err, checkpoint_every)
     t = record["training"]
+    if as_json:
+        click.echo(json.dumps({"weights": str(output), "record": str(Path(output).with_suffix(".json")),
+                               **{k: t.get(k) for k in ("steps", "target_steps", "seconds", "device", "finished")}}))
     err.print(f"{t['steps']}/{t['target_steps']} steps in {t['seconds']:.0f} s; weights: {output}", highlight=False)
+    err.print(f"next: srbench run -m {method} -d {dataset} -p {preset} -c {output}", highlight=False, markup=False)
 
 
 @cli.command()
-@click.option("--method", "-m", required=True)
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
-@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="SR volume to write.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Weights of a learned method.")
-@click.option("--like", type=click.Path(path_type=Path), default=None, help="Take the output grid from this image.")
-@click.option("--spacing", default=None, help="Output spacing x,y,z in mm (the LR extent is kept).")
-@click.option("--preset", default="tiny", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
-def infer(method, input_path, output_path, checkpoint, like, spacing, preset, seed, device):
+@method_opt()
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
+@click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path),
+              help="SR volume to write.")
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Weights of a learned method.")
+@click.option("--like", "-l", type=click.Path(path_type=Path), default=None,
+              help="Take the output grid from this image.")
+@click.option("--spacing", "-S", default=None, help="Output spacing x,y,z in mm (the LR extent is kept).")
+@preset_opt()
+@seed_opt()
+@device_opt()
+@json_opt("Print the written volume's path as JSON on stdout.")
+def infer(method, input_path, output_path, checkpoint, like, spacing, preset, seed, device, as_json):
     """Super-resolve a whole volume with any method; the output keeps correct geometry."""
     from .infer import infer as do_infer
 
+    check_preset(method, preset)
     values = None
     if spacing is not None:
         try:
@@ -148,20 +196,23 @@ def infer(method, input_path, output_path, checkpoint, like, spacing, preset, se
         except ValueError:
             raise click.BadParameter(f"expected x,y,z in mm, got {spacing!r}", param_hint="--spacing") from None
     do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device)
+    if as_json:
+        click.echo(json.dumps({"output": str(output_path), "method": method, "preset": preset}))
     err.print(f"wrote {output_path}")
 
 
 @cli.command()
-@click.option("--pred", required=True, type=click.Path(path_type=Path), help="Predicted volume.")
-@click.option("--ref", required=True, type=click.Path(path_type=Path), help="Reference (HR) volume.")
-@click.option("--mask", type=click.Path(path_type=Path), default=None, help="Mask volume (non-zero = inside).")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--pred", "-i", required=True, type=click.Path(path_type=Path), help="Predicted volume.")
+@click.option("--ref", "-f", required=True, type=click.Path(path_type=Path), help="Reference (HR) volume.")
+@click.option("--mask", "-k", type=click.Path(path_type=Path), default=None, help="Mask volume (non-zero = inside).")
+@device_opt()
+@json_opt("Print one JSON object.")
 def score(pred, ref, mask, device, as_json):
     """Score any two volumes on one grid, slice by slice (axial = first NumPy axis)."""
+    from .method import resolve_device
     from .score_volumes import score_volumes
 
-    result = score_volumes(pred, ref, mask, device=device)
+    result = score_volumes(pred, ref, mask, device=str(resolve_device(device)))
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -176,34 +227,36 @@ def score(pred, ref, mask, device, as_json):
 
 
 @cli.command()
-@click.option("--results-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--dataset", default=None)
-@click.option("--degradation", default=None)
-@click.option("--format", "fmt", type=click.Choice(["csv", "html", "md", "latex"]), default="md", show_default=True,
-              help="html: the full report (sortable table, box plots, qualitative panels; one self-contained file).")
-@click.option("--protocol", type=click.Choice(["paper", "paired"]), default="paper", show_default=True,
-              help="Statistics behind the asterisks: paper (Shapiro-Wilk -> ANOVA + Tukey HSD or Kruskal-Wallis + "
-                   "Dunn-Bonferroni) or paired (Friedman + Wilcoxon signed-rank, Holm).")
-@click.option("--unit", type=click.Choice(["slice", "volume"]), default="slice", show_default=True,
-              help="Unit of the statistics: slice (the paper's) or volume.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
-@click.option("--table-only", is_flag=True, help="html: the sortable table alone, without figures.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
-def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, table_only, output):
+@results_dir_opt()
+@dataset_opt(False, "Only this dataset's runs.")
+@degradation_opt("Only this degradation's runs.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["csv", "html", "md", "latex", "json"]), default="md",
+              show_default=True, help="html: the full report, as `srbench report` writes it (sortable table, "
+              "box plots, qualitative panels, method cards; one self-contained file); json: the CSV's rows.")
+@stats_options
+@click.option("--table-only", "-t", is_flag=True, help="html: the sortable table alone, without figures.")
+@click.option("--case", "-c", default=None, help="html: the test case of the qualitative panels (default: the "
+              "first test case).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
+@json_opt("Same as --format json: the leaderboard's rows as a JSON list.")
+def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, table_only, case, output, as_json):
     """Build the leaderboard from run records (asterisk: difference from the best not significant)."""
     from . import leaderboard as lb
+    from .outputs import check_output_path
     from .record import atomic_write_text
-    from .runner import default_results_dir
 
-    results_dir = results_dir or default_results_dir()
-    df, sig = lb.significance(lb.load_table(results_dir, dataset, degradation), protocol, unit, alpha)
-    direction = lb.directions(results_dir)
+    if output:
+        check_output_path(output)  # before the statistics, not after
+    df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha)
+    fmt = "json" if as_json else fmt
     if fmt == "csv":
         text = lb.to_csv(df)
+    elif fmt == "json":
+        text = lb.to_json(df)
     elif fmt == "html" and not table_only:
         from .report import to_report
 
-        text = to_report(df, direction, sig)
+        text = to_report(df, direction, sig, case=case)
     elif fmt == "html":
         text = lb.to_html(df, direction, sig=sig)
     elif fmt == "latex":
@@ -218,12 +271,17 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, t
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_opt()
 def methods(as_json):
     """List installed SR methods."""
+    from .registration import card_value
+
     reg = plugins.get_registry()
-    recs = [{"name": n, "plugin": reg.owners[("methods", n)], "version": c.version, "trains": c.trains,
-             "presets": list(c.presets), "summary": c.summary} for n, c in sorted(reg.methods.items())]
+    # From each method's card as registered: a method registered by import path is not imported to be listed.
+    cards = {n: reg.methods.peek(n) for n in sorted(reg.methods)}
+    recs = [{"name": n, "plugin": reg.owners[("methods", n)], "version": card_value(c, "version"),
+             "trains": card_value(c, "trains", False), "presets": list(card_value(c, "presets", ())),
+             "summary": card_value(c, "summary", "")} for n, c in cards.items()]
     _report_failures()
     _print_table("methods", ["name", "plugin", "version", "trains", "presets", "summary"],
                  [[r["name"], r["plugin"], r["version"], r["trains"], ", ".join(r["presets"]), r["summary"]] for r in recs],
@@ -231,7 +289,7 @@ def methods(as_json):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_opt()
 def datasets(as_json):
     """List installed datasets."""
     reg = plugins.get_registry()
@@ -243,7 +301,7 @@ def datasets(as_json):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_opt()
 def degradations(as_json):
     """List degradations and named protocols."""
     reg = plugins.get_registry()
@@ -255,7 +313,7 @@ def degradations(as_json):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_opt()
 def metrics(as_json):
     """List metrics with their direction, range and definition."""
     reg = plugins.get_registry()
@@ -270,7 +328,7 @@ def metrics(as_json):
 
 
 @cli.command("plugins")
-@click.option("--json", "as_json", is_flag=True)
+@json_opt()
 def list_plugins(as_json):
     """List installed plugins: distribution, version, hooks and what each registered."""
     recs = plugins.describe_plugins()
@@ -288,8 +346,9 @@ def list_plugins(as_json):
 @click.argument("name")
 @click.option("--directory", "-C", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where to create the package folder srbench-NAME.")
-@click.option("--force", is_flag=True, help="Overwrite the files of an existing srbench-NAME folder.")
-def new_method_cmd(name, directory, force):
+@click.option("--force", "-f", is_flag=True, help="Overwrite the files of an existing srbench-NAME folder.")
+@json_opt("Print the written files as a JSON list.")
+def new_method_cmd(name, directory, force, as_json):
     """Write srbench-NAME/, a method plugin package (pyproject with entry point, method, conformance test)."""
     from .scaffold import new_method
 
@@ -298,7 +357,9 @@ def new_method_cmd(name, directory, force):
     except SRBenchError:
         taken = False  # a broken installation must not stop anyone from starting a plugin
     root, files = new_method(name, directory, force)
-    for path in files:
+    if as_json:
+        click.echo(json.dumps([str(p) for p in files]))
+    for path in files if not as_json else ():
         click.echo(str(path))
     if taken:
         err.print(f"[yellow]warning:[/] a method called {name!r} is already installed; rename yours before "
@@ -307,18 +368,44 @@ def new_method_cmd(name, directory, force):
               "--dataset demo", highlight=False, soft_wrap=True, markup=False)
 
 
+from .report_cli import register as _register_report  # noqa: E402 - the command lives beside its module
 from .stats_cli import register as _register_stats  # noqa: E402 - the command lives beside its module
 
 _register_stats(cli)
+_register_report(cli)
 
 
 def _add_plugin_commands() -> None:
+    """Let each plugin add its commands. A plugin command that would replace an existing one (click's
+    ``add_command`` replaces silently) is an error naming both; that plugin's commands are all left out and
+    every other command keeps working."""
     pm = plugins.get_plugin_manager()
+    owners = {name: "srbench" for name in cli.commands}
     for impl in pm.hook.register_commands.get_hookimpls():
+        before = dict(cli.commands)
         try:
             impl.function(cli)
         except Exception as exc:  # noqa: BLE001 - one plugin's command must not break the CLI
-            err.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} failed to add commands: {exc}")
+            err.print(f"[yellow]warning:[/] plugin {impl.plugin_name!r} failed to add commands: {exc}", highlight=False)
+            _restore_commands(before)
+            continue
+        replaced = sorted(n for n, command in before.items() if cli.commands.get(n) is not command)
+        if replaced:
+            taken = ", ".join(f"{n!r} (from {_owner_text(owners[n])})" for n in replaced)
+            err.print(f"[red]error:[/] plugin {impl.plugin_name!r} adds command {taken}, which already exists; "
+                      f"plugin {impl.plugin_name!r}'s commands are left out", highlight=False)
+            _restore_commands(before)
+            continue
+        owners.update({n: impl.plugin_name for n in cli.commands if n not in before})
+
+
+def _owner_text(owner: str) -> str:
+    return "srbench itself" if owner == "srbench" else f"plugin {owner!r}"
+
+
+def _restore_commands(before: dict) -> None:
+    cli.commands.clear()
+    cli.commands.update(before)
 
 
 def main() -> None:

@@ -2,10 +2,16 @@
 
 The harness, not the degradation, puts LR back on the HR grid (``srbench.volume.resample_to``) with the
 interpolator the method declares; that choice is recorded in every run.
+
+Specs (``--degradation name:key=value;key=value``) are parsed strictly, since a value read wrongly is recorded
+as if it had been meant: booleans are ``true`` or ``false``, factors and spacings lie in the declared ranges
+``FACTOR_RANGE`` and ``SPACING_RANGE``, a key the degradation does not take is refused, and every error names
+the spec and what is allowed.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -15,6 +21,10 @@ from .errors import SRBenchError
 from .volume import interpolator as sitk_interpolator
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+# A degradation coarsens (factor >= 1); x16 per axis is past any MRI super-resolution protocol (the paper: x3).
+FACTOR_RANGE = (1.0, 16.0)
+# Target voxel sizes in mm: from a 0.05 mm microscopy-MRI voxel to a 20 mm slab.
+SPACING_RANGE = (0.05, 20.0)
 
 
 class Degradation:
@@ -44,11 +54,12 @@ class Resample(Degradation):
                  protocol: str | None = None):
         if (factors is None) == (spacing is None):
             raise SRBenchError("resample: give exactly one of factors or spacing")
-        self.factors = _three_positive("factors", factors) if factors is not None else None
-        self.spacing = _three_positive("spacing", spacing) if spacing is not None else None
+        self.factors = three_in_range("resample", "factors", factors, FACTOR_RANGE) if factors is not None else None
+        self.spacing = three_in_range("resample", "spacing", spacing, SPACING_RANGE, " mm") \
+            if spacing is not None else None
         sitk_interpolator(interpolator)  # fail early on an unknown name
         self.interpolator = interpolator
-        self.antialias = bool(antialias)
+        self.antialias = flag("resample", "antialias", antialias)
         self.protocol = protocol
 
     def params(self) -> dict:
@@ -70,6 +81,7 @@ class Resample(Degradation):
         shift = ((old_size - 1) * old_spacing - (new_size - 1) * new_spacing) / 2.0
         origin = np.array(hr.GetOrigin()) + direction @ shift
         new_size = [int(n) for n in new_size]
+        require_lr_size("resample", new_size, hr)
         source = hr
         if self.antialias:
             sigma = np.sqrt(np.clip(new_spacing ** 2 - old_spacing ** 2, 0.0, None)) / FWHM_PER_SIGMA
@@ -82,14 +94,34 @@ class Resample(Degradation):
                              origin.tolist(), new_spacing.tolist(), hr.GetDirection(), 0.0, sitk.sitkFloat32)
 
 
-def _three_positive(what: str, values) -> tuple[float, float, float]:
+def three_in_range(owner: str, what: str, values, bounds: tuple[float, float], unit: str = "") \
+        -> tuple[float, float, float]:
+    """Three finite numbers (x, y, z) within ``bounds``, or a one-line error saying what is allowed."""
+    lo, hi = bounds
+    problem = f"{owner}: {what} must be three numbers x,y,z in [{lo:g}, {hi:g}]{unit}, got {values!r}"
     try:
         out = tuple(float(v) for v in values)
     except (TypeError, ValueError):
-        raise SRBenchError(f"resample: {what} must be three positive numbers (x,y,z), got {values!r}") from None
-    if len(out) != 3 or not all(math.isfinite(v) and v > 0 for v in out):
-        raise SRBenchError(f"resample: {what} must be three positive numbers (x,y,z), got {values!r}")
+        raise SRBenchError(problem) from None
+    if len(out) != 3 or not all(math.isfinite(v) and lo <= v <= hi for v in out):
+        raise SRBenchError(problem)
     return out
+
+
+def flag(owner: str, what: str, value) -> bool:
+    """A boolean given as one (a spec's ``true``/``false``); anything else is refused, never read as true."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise SRBenchError(f"{owner}: {what} must be true or false, got {value!r}")
+
+
+def require_lr_size(owner: str, size, hr: sitk.Image) -> None:
+    """The LR grid keeps at least 2 voxels per axis (one voxel is no image to super-resolve)."""
+    small = [axis for axis, n in zip("xyz", size) if n < 2]
+    if small:
+        raise SRBenchError(f"{owner}: the LR grid {tuple(size)} of a {hr.GetSize()} volume (spacing "
+                           f"{tuple(round(v, 3) for v in hr.GetSpacing())} mm) has fewer than 2 voxels along "
+                           f"{', '.join(small)}: use smaller factors or spacing")
 
 
 # The paper's protocols (Safari et al. 2025): prostate T2w 0.66x0.66x1.5 mm -> 2x2x3 mm; brain T1 map x3
@@ -113,6 +145,7 @@ def protocol_factory(protocol: str, table: dict | None = None, cls=None, what: s
         params.update(overrides)
         return cls(protocol=protocol, **params)
     factory.__doc__ = f"{what}, protocol {protocol}: {table[protocol]}"
+    factory.accepts = accepted_keys(cls)
     return factory
 
 
@@ -120,12 +153,45 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     """``name`` or ``name:key=value;key=value`` (values: numbers, comma lists, true/false, words)."""
     name, _, rest = spec.partition(":")
     params = {}
-    for item in filter(None, rest.split(";")):
-        key, sep, value = item.partition("=")
-        if not sep:
+    for item in filter(None, (part.strip() for part in rest.split(";"))):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
             raise SRBenchError(f"degradation {spec!r}: expected key=value, got {item!r}")
-        params[key.strip()] = _parse_value(value.strip())
+        if key in params:
+            raise SRBenchError(f"degradation {spec!r}: {key} is given twice")
+        params[key] = _parse_value(value)
     return name.strip(), params
+
+
+def accepted_keys(factory) -> list[str] | None:
+    """The spec keys ``factory`` takes (its keyword parameters, less ``protocol``, which names a preset and is
+    set by the protocol itself); None when it takes ``**kwargs`` and only it can judge."""
+    if getattr(factory, "accepts", None) is not None:
+        return list(factory.accepts)
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("self", "protocol")]
+
+
+def build(spec: str, name: str, factory, params: dict) -> Degradation:
+    """``factory(**params)`` for one step spec: unknown keys refused with the accepted ones listed, and every
+    error of the degradation's own checks prefixed with the spec."""
+    accepted = accepted_keys(factory)
+    unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise SRBenchError(f"degradation {spec!r}: unknown key{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(unknown)}; {name} accepts: {', '.join(accepted) or 'no keys'}")
+    try:
+        return factory(**params)
+    except SRBenchError as exc:
+        raise SRBenchError(f"degradation {spec!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise SRBenchError(f"degradation {spec!r}: {exc}") from None
 
 
 def _parse_value(text: str):

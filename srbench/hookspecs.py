@@ -2,8 +2,10 @@
 
 A plugin is a module (or object) named by an entry point in the ``srbench`` group. It implements any of the
 hooks below with ``@srbench.hookimpl``. Each ``register_*`` hook receives a ``register`` callback; call it
-once per thing the plugin provides. Names must be unique across all installed plugins: two plugins
-registering one name is an error that names both.
+once per thing the plugin provides, with the object or, to keep ``srbench`` fast to start, with
+``srbench.lazy("package.module:Attribute", **card)``: the object is then imported the first time a command
+uses it (the card stands for it in listings). Names must be unique across all installed plugins: a plugin
+that registers a name another plugin holds is reported, naming both, and skipped with all it registers.
 
 Example, a complete method plugin::
 
@@ -64,5 +66,7 @@ def register_metrics(register):
 def register_commands(cli):
     """Add commands to the ``srbench`` command-line interface.
 
-    ``cli`` is the top-level :class:`click.Group`; decorate new commands with ``@cli.command()``.
+    ``cli`` is the top-level :class:`click.Group`; decorate new commands with ``@cli.command()`` and import what
+    they need inside them. A command name that is already taken (by srbench or another plugin) is an error
+    naming both, and all of this plugin's commands are left out.
     """

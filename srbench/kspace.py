@@ -35,7 +35,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.signal import windows
 
-from .degradation import Degradation, _three_positive, protocol_factory
+from .degradation import (FACTOR_RANGE, SPACING_RANGE, Degradation, protocol_factory, require_lr_size,
+                          three_in_range)
 from .errors import SRBenchError
 
 WINDOWS = ("none", "hann", "tukey")
@@ -103,10 +104,9 @@ class KSpace(Degradation):
                  through_plane: str = "average", thickness: float | None = None, protocol: str | None = None):
         if (factors is None) == (spacing is None):
             raise SRBenchError("kspace: give exactly one of factors or spacing")
-        self.factors = _three_positive("factors", factors) if factors is not None else None
-        self.spacing = _three_positive("spacing", spacing) if spacing is not None else None
-        if self.factors is not None and min(self.factors) < 1:
-            raise SRBenchError(f"kspace: factors must be >= 1 (truncation only coarsens), got {factors!r}")
+        self.factors = three_in_range("kspace", "factors", factors, FACTOR_RANGE) if factors is not None else None
+        self.spacing = three_in_range("kspace", "spacing", spacing, SPACING_RANGE, " mm") \
+            if spacing is not None else None
         if window not in WINDOWS:
             raise SRBenchError(f"kspace: window must be one of {', '.join(WINDOWS)}, got {window!r}")
         try:
@@ -123,8 +123,10 @@ class KSpace(Degradation):
                 thickness = float(thickness)
             except (TypeError, ValueError):
                 thickness = float("nan")
-            if not (math.isfinite(thickness) and thickness > 0):
-                raise SRBenchError(f"kspace: thickness must be a positive number of mm, got {thickness!r}")
+            lo, hi = SPACING_RANGE
+            if not (math.isfinite(thickness) and lo <= thickness <= hi):
+                raise SRBenchError(f"kspace: thickness must be a number of mm in [{lo:g}, {hi:g}], "
+                                   f"got {thickness!r}")
             if through_plane != "average":
                 raise SRBenchError("kspace: thickness applies to through_plane=average only")
         self.window, self.alpha, self.through_plane = window, alpha, through_plane
@@ -157,6 +159,7 @@ class KSpace(Degradation):
         if hr.GetDimension() != 3:
             raise SRBenchError(f"kspace: expected a 3-D volume, got {hr.GetDimension()}-D")
         size, spacing, origin = self.lr_grid(hr)
+        require_lr_size("kspace", size, hr)
         data = sitk.GetArrayFromImage(hr).astype(np.float64)  # (z, y, x)
         n_hr = hr.GetSize()
         # Through-plane first (fewer samples for the FFTs that follow); numpy axis 0 is z.

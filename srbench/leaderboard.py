@@ -81,6 +81,12 @@ def to_csv(df: pd.DataFrame) -> str:
     return df[[c for c in df.columns if not str(c).startswith("_")]].to_csv(index=False)
 
 
+def to_json(df: pd.DataFrame) -> str:
+    """The CSV's rows as a JSON list of objects (unavailable values are null)."""
+    public = df[[c for c in df.columns if not str(c).startswith("_")]]
+    return public.to_json(orient="records", indent=2, force_ascii=False) + "\n"
+
+
 def directions(results_dir: Path) -> dict:
     """Metric name -> "higher"/"lower", as recorded by the runs (PSNR, SSIM higher; GMSD, LPIPS lower)."""
     out = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}

@@ -35,13 +35,20 @@ def case_seed(seed: int, case_id: str) -> int:
     return int(hashlib.sha256(f"{seed}:{case_id}".encode()).hexdigest()[:8], 16)
 
 
-def _positive(what: str, value) -> float:
+# Declared ranges: an SNR past 1000 is no noise at all; sigma is in the runner's normalised units (HR range 1).
+SNR_MAX, SIGMA_MAX = 1000.0, 1.0
+
+
+def _positive(what: str, value, most: float) -> float:
+    problem = f"noise: {what} must be a positive number up to {most:g}, got {value!r}"
+    if isinstance(value, bool):
+        raise SRBenchError(problem)
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise SRBenchError(f"noise: {what} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(out) and out > 0):
-        raise SRBenchError(f"noise: {what} must be a positive number, got {value!r}")
+        raise SRBenchError(problem) from None
+    if not (math.isfinite(out) and 0 < out <= most):
+        raise SRBenchError(problem)
     return out
 
 
@@ -68,8 +75,8 @@ class RicianNoise(Degradation):
     def __init__(self, snr=None, sigma=None, reference: str = "foreground"):
         if (snr is None) == (sigma is None):
             raise SRBenchError("noise: give exactly one of snr or sigma")
-        self.snr = _positive("snr", snr) if snr is not None else None
-        self.sigma = _positive("sigma", sigma) if sigma is not None else None
+        self.snr = _positive("snr", snr, SNR_MAX) if snr is not None else None
+        self.sigma = _positive("sigma", sigma, SIGMA_MAX) if sigma is not None else None
         if reference not in REFERENCES:
             raise SRBenchError(f"noise: reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
         self.reference = reference

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import pluggy
 
 from . import hookspecs
-from .errors import SRBenchError
+from .errors import SRBenchError, did_you_mean
+from .registration import Entries
 
 GROUP = "srbench"
 log = logging.getLogger("srbench.plugins")
@@ -44,16 +45,17 @@ class PluginFailure:
 class Registry:
     """Everything the installed plugins registered, with who registered what."""
 
-    methods: dict = field(default_factory=dict)
-    datasets: dict = field(default_factory=dict)
-    degradations: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+    methods: Entries = field(default_factory=lambda: Entries("methods", _lazy_error))
+    datasets: Entries = field(default_factory=lambda: Entries("datasets", _lazy_error))
+    degradations: Entries = field(default_factory=lambda: Entries("degradations", _lazy_error))
+    metrics: Entries = field(default_factory=lambda: Entries("metrics", _lazy_error))
     owners: dict = field(default_factory=dict)  # (kind, name) -> plugin name
     failures: list = field(default_factory=list)
 
 
 _pm: pluggy.PluginManager | None = None
 _failures: list[PluginFailure] = []
+_loaded_order: list[str] = []  # plugin names in the order they were loaded
 _registry: Registry | None = None
 
 
@@ -140,7 +142,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _failures.append(PluginFailure(ep.name, dist, version, "import", f"{type(exc).__name__}: {exc}"))
             trace(f"load entry point {ep.name!r} = {ep.value} ({dist} {version}) FAILED: {type(exc).__name__}: {exc}")
         else:
+            _loaded_order.append(ep.name)
             dist, version = _dist_of(ep)
+            if not pm.get_hookcallers(pm.get_plugin(ep.name)):
+                # e.g. an editable install whose metadata predates a move of the plugin's entry point
+                _failures.append(PluginFailure(ep.name, dist, version, "import",
+                                               f"{ep.value} implements no srbench hook; if the distribution was "
+                                               "updated in place, reinstall it (python -m pip install -e ...)"))
             trace(f"load entry point {ep.name!r} = {ep.value} ({dist} {version}) "
                   f"in {1000 * (time.perf_counter() - t0):.1f} ms")
     _trace_hookimpls(pm)
@@ -154,6 +162,7 @@ def reset() -> None:
     _pm = None
     _registry = None
     _failures.clear()
+    _loaded_order.clear()
 
 
 def register_plugin(plugin, name: str) -> None:
@@ -161,6 +170,7 @@ def register_plugin(plugin, name: str) -> None:
     global _registry
     pm = get_plugin_manager()
     pm.register(plugin, name=name)
+    _loaded_order.append(name)
     _trace_hookimpls(pm)
     _registry = None
 
@@ -172,50 +182,82 @@ def _plugin_dist(pm: pluggy.PluginManager, plugin_name: str) -> tuple[str, str]:
     return "(in-process)", "?"
 
 
-def _collect(pm, hook_name: str, kind: str, registry: Registry, key) -> dict:
-    items: dict = {}
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        owner = impl.plugin_name
-
-        def register(*args, _owner=owner):
-            name, obj = key(*args)
-            if name in items:
-                first = registry.owners[(kind, name)]
-                raise SRBenchError(f"{kind[:-1]} name {name!r} is registered twice: by plugin {first!r} and by plugin {_owner!r}")
-            items[name] = obj
-            registry.owners[(kind, name)] = _owner
-            trace(f"  plugin {_owner!r} registered {kind[:-1]} {name!r}")
-
-        try:
-            impl.function(register)
-        except SRBenchError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a plugin's registration must not take the others down
-            dist, version = _plugin_dist(pm, owner)
-            registry.failures.append(PluginFailure(owner, dist, version, hook_name, f"{type(exc).__name__}: {exc}"))
-    return items
+KINDS = {"methods": "register_methods", "datasets": "register_datasets", "degradations": "register_degradations",
+         "metrics": "register_metrics"}
 
 
-def _named(obj):
-    return obj.name, obj
+def _registrations(pm, plugin_name: str, failures: list) -> list[tuple[str, str, object]]:
+    """(kind, name, object) for everything one plugin registers; a hook that raises is a failure of that hook."""
+    plugin = pm.get_plugin(plugin_name)
+    found = []
+    for kind, hook_name in KINDS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+
+            def register(*args, _kind=kind):
+                name, obj = args if _kind == "degradations" else (args[0].name, args[0])
+                found.append((_kind, name, obj))
+                trace(f"  plugin {plugin_name!r} registered {_kind[:-1]} {name!r}")
+
+            try:
+                impl.function(register)
+            except Exception as exc:  # noqa: BLE001 - a plugin's registration must not take the others down
+                failures.append(PluginFailure(plugin_name, *_plugin_dist(pm, plugin_name), hook_name,
+                                              f"{type(exc).__name__}: {exc}"))
+    return found
 
 
-def _degradation(name, factory):
-    return name, factory
+def _precedence(pm) -> list[str]:
+    """Plugin names in the order their names are claimed: srbench's own plugins first, then in loading order."""
+    names = [pm.get_name(p) for p in pm.get_plugins()]
+    order = {name: i for i, name in enumerate(_loaded_order)}
+    names.sort(key=lambda n: (_plugin_dist(pm, n)[0] != "srbench", order.get(n, len(order)), n))
+    return names
+
+
+def _clash(reg: Registry, found, plugin_name: str) -> str | None:
+    """Why ``plugin_name`` cannot register ``found``: a name already taken (by whom), or one it registers twice."""
+    seen = set()
+    for kind, name, _ in found:
+        if (kind, name) in reg.owners:
+            return f"{kind[:-1]} name {name!r} is already registered by plugin {reg.owners[(kind, name)]!r}"
+        if (kind, name) in seen:
+            return f"it registers {kind[:-1]} name {name!r} twice"
+        seen.add((kind, name))
+    return None
+
+
+def _lazy_error(kind: str, name: str, exc: BaseException) -> SRBenchError:
+    if isinstance(exc, SRBenchError):
+        plugin, dist, version = origin(kind, name)
+        return SRBenchError(f"{kind[:-1]} {name!r} (plugin {plugin!r}, {dist} {version}): {exc}")
+    return plugin_error(kind, name, "import", exc)
 
 
 def get_registry() -> Registry:
-    """Methods, datasets, degradations and metrics of all loaded plugins (built once per process)."""
+    """Methods, datasets, degradations and metrics of all loaded plugins (built once per process).
+
+    A plugin that registers a name another plugin already holds (srbench's own plugins hold theirs first) is
+    reported, naming both, and skipped with everything it registers; the other plugins are unaffected.
+    """
     global _registry
     if _registry is not None:
         return _registry
     pm = get_plugin_manager()
     reg = Registry()
-    reg.methods = _collect(pm, "register_methods", "methods", reg, _named)
-    reg.datasets = _collect(pm, "register_datasets", "datasets", reg, _named)
-    reg.degradations = _collect(pm, "register_degradations", "degradations", reg, _degradation)
-    reg.metrics = _collect(pm, "register_metrics", "metrics", reg, _named)
-    reg.failures = list(_failures) + reg.failures
+    failures: list[PluginFailure] = []
+    for plugin_name in _precedence(pm):
+        found = _registrations(pm, plugin_name, failures)
+        clash = _clash(reg, found, plugin_name)
+        if clash is not None:
+            failures.append(PluginFailure(plugin_name, *_plugin_dist(pm, plugin_name), "registration",
+                                          f"{clash}; plugin {plugin_name!r} is skipped with all it registers"))
+            continue
+        for kind, name, obj in found:
+            getattr(reg, kind).add(name, obj)
+            reg.owners[(kind, name)] = plugin_name
+    reg.failures = list(_failures) + failures
     _registry = reg
     return reg
 
@@ -225,7 +267,7 @@ def lookup(kind: str, name: str):
     items = getattr(get_registry(), kind)
     if name not in items:
         available = ", ".join(sorted(items)) or "none installed"
-        raise SRBenchError(f"unknown {kind[:-1]} {name!r}; available: {available}")
+        raise SRBenchError(f"unknown {kind[:-1]} {name!r}{did_you_mean(name, items)}; available: {available}")
     return items[name]
 
 

@@ -132,8 +132,9 @@ def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
 
 
 def to_report(df: pd.DataFrame, direction: dict, sig: lb.Significance, title: str = "srbench leaderboard",
-              notes=()) -> str:
-    """The whole report as one HTML string. ``df`` and ``sig`` come from ``leaderboard.significance``."""
+              notes=(), case: str | None = None) -> str:
+    """The whole report as one HTML string. ``df`` and ``sig`` come from ``leaderboard.significance``;
+    ``case``: the test case of the qualitative panels (default: the one the runs kept)."""
     parts = ["<h2>Leaderboard</h2>", lb.table_html(df, direction), lb.table_notes_html(sig, notes)]
     for block in sig.blocks:
         name = f"{block.dataset} / {block.degradation}"

@@ -15,6 +15,7 @@ import json
 import os
 import resource
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,13 +32,18 @@ from . import record as rec
 from .cache import PreprocessCache
 from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
-from .degradation import Degradation, parse_spec
+from .dataset_spec import make_dataset  # also reached as runner.make_dataset
+from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
+from .lock import run_lock
+from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
+from .prediction import check_prediction
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
+from .weights import require_checkpoint
 
 NORMALISATION = "minmax-hr: each volume's HR [min, max] -> [0, 1], applied to HR before degradation"
 
@@ -81,11 +87,7 @@ def make_degradation(spec: str) -> tuple[str, Degradation]:
     if len(parts) > 1:
         return make_composed(parts, make_degradation)
     name, params = parse_spec(spec)
-    factory = lookup("degradations", name)
-    try:
-        return name, factory(**params)
-    except TypeError as exc:
-        raise SRBenchError(f"degradation {spec!r}: {exc}") from None
+    return name, build(spec, name, lookup("degradations", name), params)
 
 
 def prepare(case: Case, degradation: Degradation, seed: int) -> Prepared:
@@ -117,60 +119,6 @@ def prepare(case: Case, degradation: Degradation, seed: int) -> Prepared:
     return p
 
 
-def make_dataset(spec: str, data_root: str | None = None) -> Dataset:
-    """``NAME``, ``NAME:ROOT`` (e.g. ``folder:/data/brains``), or a dataset named in the config file
-    (``$SRBENCH_CONFIG``, default ``./srbench.toml``)::
-
-        [datasets.mybrain]
-        type = "folder"            # a registered dataset
-        root = "/data/7T/T1maps"   # relative paths: from the config file's folder
-        # any other key is passed to the dataset's constructor (folder: suffix, seed, ...)
-
-    A registered name always wins over a config entry of the same name.
-    """
-    name, sep, root = (part.strip() for part in spec.partition(":"))
-    if sep and not root:
-        raise SRBenchError(f"dataset {spec!r}: no path after ':' (use NAME:PATH)")
-    if sep and data_root and Path(root).resolve() != Path(data_root).resolve():
-        raise SRBenchError(f"dataset {spec!r} names a root and --data-root names another ({data_root}); give one")
-    root = root or data_root
-    if name not in get_registry().datasets:
-        config_path, named = _named_datasets()
-        if name in named:
-            entry = dict(named[name])
-            kind = entry.pop("type", None)
-            if not kind:
-                raise SRBenchError(f"{config_path}: [datasets.{name}] needs type = \"<registered dataset>\"")
-            cfg_root = entry.pop("root", None)
-            if root is None and cfg_root is not None:
-                root = str((config_path.parent / Path(cfg_root).expanduser()).resolve())
-            try:
-                dataset = lookup("datasets", kind)(root=root, **entry)
-            except TypeError as exc:
-                raise SRBenchError(f"{config_path}: [datasets.{name}]: {exc}") from None
-            dataset.name = name
-            return dataset
-    return lookup("datasets", name)(root=root)
-
-
-def _named_datasets() -> tuple[Path, dict]:
-    path = Path(os.environ.get("SRBENCH_CONFIG", "srbench.toml")).expanduser()
-    if not path.is_file():
-        if "SRBENCH_CONFIG" in os.environ:
-            raise SRBenchError(f"{path}: config file not found ($SRBENCH_CONFIG)")
-        return path, {}
-    import tomllib
-
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SRBenchError(f"{path}: cannot read config ({exc})") from None
-    named = data.get("datasets", {})
-    if not isinstance(named, dict) or not all(isinstance(v, dict) for v in named.values()):
-        raise SRBenchError(f"{path}: [datasets] must hold tables, e.g. [datasets.mybrain]")
-    return path, named
-
-
 def training_pairs(dataset: Dataset, split: str, degradation: Degradation, method: Method, seed: int) -> SlicePairs:
     lrs, hrs, masks, ids = [], [], [], []
     for case in dataset.cases(split):
@@ -196,9 +144,7 @@ def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:
     if not method_cls.trains:
         return {"source": "none"}
     if opts.checkpoint is not None:
-        path = Path(opts.checkpoint)
-        if not path.is_file():
-            raise SRBenchError(f"{path}: checkpoint not found")
+        path = require_checkpoint(opts.checkpoint)
         return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
     shipped = None if opts.train else method_cls.shipped_checkpoint(dataset_name, opts.preset)
     if shipped is not None:
@@ -216,126 +162,217 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+@dataclass
+class Setup:
+    """What a run is made of, resolved from its options: the method, data, degradation and weights source."""
+
+    opts: RunOptions
+    method: Method
+    dataset: Dataset
+    deg_spec: str
+    degradation: Degradation
+    manifest: object
+    weights: dict
+
+
+@dataclass
+class Evaluation:
+    """The test split predicted and scored: per-slice rows in case order, timings and the panels' examples."""
+
+    rows: list[dict]
+    timings: dict
+    n_slices: int
+    skipped: int
+    examples: object = None
+
+
 def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, bool]:
     """Execute (or skip, when already finished) one run; returns (run directory or None if skipped, ran).
 
-    Under torchrun every rank returns the run directory once rank 0 has written the record; ``ran`` is true on
-    rank 0 only (the rank that reports).
+    Phases: set up, identity, weights (load or fit), predict and score the test split, record. Under torchrun
+    every rank returns the run directory once rank 0 has written the record; ``ran`` is true on rank 0 only
+    (the rank that reports).
     """
     distributed.init()
     console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
-    method_cls = lookup("methods", opts.method)
-    dataset = make_dataset(opts.dataset, opts.data_root)
-    deg_spec = opts.degradation or dataset.default_degradation
-    deg_name, degradation = make_degradation(deg_spec)
-    method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
-    manifest = dataset.manifest()
-    weights = _weights(method_cls, opts, dataset.name)
-    if weights["source"] == "trained-in-run" and opts.pretrained_only:
-        console.print(f"[yellow]skipped {method.name}:[/] no shipped {dataset.name}-{opts.preset} checkpoint "
-                      f"(train one with --train, or give --checkpoint)", highlight=False)
+    check_results_dir(opts.results_dir)  # before any work, not when the record is written
+    setup = _setup(opts)
+    if setup.weights["source"] == "trained-in-run" and opts.pretrained_only:
+        console.print(f"[yellow]skipped {setup.method.name}:[/] no shipped {setup.dataset.name}-{opts.preset} "
+                      f"checkpoint (train one with --train, or give --checkpoint)", highlight=False)
         return None, False
-    # The preset's settings are part of a run's identity: an edited preset is a new run, not a finished one.
-    identity = {"method": method.name, "method_version": method.version, "preset": opts.preset,
-                "settings": method.settings,
-                "dataset": dataset.name, "split_hash": manifest.hash, "degradation": degradation.params(),
-                "seed": opts.seed, "weights": {k: weights.get(k) for k in ("source", "sha256")}}
-    rid = rec.run_id(identity)
-    out_dir = rec.run_dir(opts.results_dir, dataset.name, deg_spec.replace("/", "_"), method.name, rid)
+    rid, out_dir = _identity(setup)
+    # One process per run folder (rank 0 holds the lock for the ranks): a second waits, then finds it finished.
+    waiting = _announce_wait(console, rid)
+    with run_lock(opts.results_dir, out_dir, waiting) if distributed.is_main() else nullcontext():
+        return _run_once(setup, rid, out_dir, console)
+
+
+def _announce_wait(console: Console, rid: str):
+    return lambda holder: console.print(f"run {rid} is being computed by {holder}; waiting for it to finish",
+                                        highlight=False)
+
+
+def _run_once(setup: Setup, rid: str, out_dir: Path, console: Console) -> tuple[Path | None, bool]:
+    """The run itself, once it owns its folder: skip it when finished, else weights, test split, record."""
+    opts = setup.opts
     if distributed.broadcast_object((out_dir / rec.RECORD).exists() and not opts.force):  # rank 0 decides
         console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
         return out_dir, False
-
+    timings, training = _obtain_weights(setup, out_dir, console)
     metrics = list(get_registry().metrics.values())
-    timings, training = {}, None
-    if weights["source"] in ("checkpoint", "shipped"):
-        method.load(Path(weights["path"]))
-        method.training_facts = (weights.get("training_record") or {}).get("training")
-    elif weights["source"] == "trained-in-run":
-        console.print(f"training {method.name} ({opts.preset}) on {dataset.name} train split")
-        train = training_pairs(dataset, "train", degradation, method, opts.seed)
-        val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
-        t0 = time.perf_counter()
-        training = method.fit(train, val, out_dir / "work")
-        method.training_facts = training
-        timings["fit_s"] = time.perf_counter() - t0
-        if distributed.is_main():
-            method.save(out_dir / "weights.safetensors")
-        distributed.barrier()
-        weights["sha256"] = sha256_file(out_dir / "weights.safetensors")
-
-    rows, predict_s, score_s, n_slices, skipped = [], 0.0, 0.0, 0, 0
-    from . import panels  # a few predicted slices kept for the report's qualitative panels
-
-    examples = None
-    rank, world = distributed.rank(), distributed.world_size()
-    with _progress(console) as progress:
-        for index, case in enumerate(dataset.cases("test")):
-            if index % world != rank:  # this case is another rank's
-                continue
-            p = prepare(case, degradation, opts.seed)
-            skipped += len(p.skipped)
-            task = progress.add_task(f"{method.name} on {case.case_id}", total=len(p.slices))
-            t0 = time.perf_counter()
-            sr = method.predict_volume(p.lr, p.hr, p.slices, progress=lambda n: progress.advance(task, n))
-            predict_s += time.perf_counter() - t0
-            if not np.isfinite(sr).all():
-                raise SRBenchError(f"method {method.name!r} produced NaN or Inf on case {case.case_id!r}")
-            if examples is None and p.slices:  # first test case with slices: panels.example_slices
-                examples = (index, panels.take_examples(case.case_id, p, sr, method.input_interpolator))
-            t0 = time.perf_counter()
-            mask = p.mask[p.slices] if p.mask is not None else None
-            scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
-            score_s += time.perf_counter() - t0
-            n_slices += len(p.slices)
-            for i, k in enumerate(p.slices):
-                row = {"case": case.case_id, "patient": case.patient_id, "slice": k}
-                row.update({name: (None if v is None else float(v[i])) for name, v in scores.values.items()})
-                rows.append((index, row))
-    if distributed.parallel():  # every rank's rows, timings and examples on every rank
-        parts = distributed.all_gather_objects((rows, predict_s, score_s, n_slices, skipped, examples))
-        rows = [r for part in parts for r in part[0]]
-        predict_s, score_s = sum(part[1] for part in parts), sum(part[2] for part in parts)  # summed compute time
-        n_slices, skipped = sum(part[3] for part in parts), sum(part[4] for part in parts)
-        examples = min((part[5] for part in parts if part[5] is not None), key=lambda e: e[0], default=None)
-        timings["processes"] = world
-    rows = [row for _, row in sorted(rows, key=lambda r: r[0])]  # stable: the one-process case and slice order
-    examples = examples[1] if examples is not None else None
-    if not rows:
-        raise SRBenchError(f"dataset {dataset.name!r}: no test slices to score")
-    timings.update(predict_s=predict_s, score_s=score_s, sec_per_slice=predict_s / n_slices)
-
-    table = pd.DataFrame(rows)
-    metric_names = [m.name for m in metrics]
-    per_slice = summarise({n: (None if table[n].isna().all() else table[n].to_numpy(float)) for n in metric_names})
-    per_case = table.groupby("case")[metric_names].mean()
-    per_volume = summarise({n: (None if per_case[n].isna().all() else per_case[n].to_numpy(float))
-                            for n in metric_names})
-    record = {
-        "schema": rec.SCHEMA, "run_id": rid, "status": "finished",
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**asdict(opts), "degradation": deg_spec, "results_dir": str(opts.results_dir)},
-        "method_card": method.card(),
-        "dataset": {"name": dataset.name, "description": dataset.description, "split_hash": manifest.hash,
-                    "split_rule": manifest.rule, "test_cases": manifest.case_ids("test"),
-                    "skipped_cases": [list(item) for item in getattr(dataset, "skipped", [])]},
-        "degradation": degradation.params(),
-        "lr_to_hr_interpolator": method.input_interpolator,
-        "normalisation": NORMALISATION,
-        "weights": {k: v for k, v in weights.items() if k != "training_record"},
-        "training": training if training is not None else weights.get("training_record"),
-        "metrics": {m.name: {"direction": m.direction, "unavailable": m.unavailable_reason()} for m in metrics},
-        "summary": {"per_slice": per_slice, "per_volume": per_volume},
-        "n_slices": n_slices, "skipped_slices": skipped,
-        "timings": timings, "peak_memory_mb": _peak_memory_mb(method.device),
-        "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(method.device),
-    }
+    evaluation = _gather(_evaluate(setup, metrics, console), setup.dataset.name)
+    evaluation.timings.update(timings)
+    record = _record(setup, rid, metrics, evaluation, training)
     if distributed.is_main():
-        panels.save_examples(out_dir / panels.EXAMPLES, examples)
-        rec.atomic_write_text(out_dir / rec.SCORES, table.to_csv(index=False))
-        rec.atomic_write_json(out_dir / rec.RECORD, record)
+        _write(out_dir, record, evaluation)
     distributed.barrier()
     return out_dir, distributed.is_main()
+
+
+def _setup(opts: RunOptions) -> Setup:
+    method_cls = lookup("methods", opts.method)
+    dataset = make_dataset(opts.dataset, opts.data_root)
+    deg_spec = opts.degradation or dataset.default_degradation
+    _, degradation = make_degradation(deg_spec)
+    method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
+    return Setup(opts, method, dataset, deg_spec, degradation, dataset.manifest(),
+                 _weights(method_cls, opts, dataset.name))
+
+
+def _identity(s: Setup) -> tuple[str, Path]:
+    """The run id and folder. The preset's settings are part of a run's identity: an edited preset is a new run,
+    not a finished one."""
+    identity = {"method": s.method.name, "method_version": s.method.version, "preset": s.opts.preset,
+                "settings": s.method.settings,
+                "dataset": s.dataset.name, "split_hash": s.manifest.hash, "degradation": s.degradation.params(),
+                "seed": s.opts.seed, "weights": {k: s.weights.get(k) for k in ("source", "sha256")}}
+    rid = rec.run_id(identity)
+    return rid, rec.run_dir(s.opts.results_dir, s.dataset.name, s.deg_spec.replace("/", "_"), s.method.name, rid)
+
+
+def _obtain_weights(s: Setup, out_dir: Path, console: Console) -> tuple[dict, dict | None]:
+    """Load the weights, or fit the method on the train split now; returns (timings, training record)."""
+    if s.weights["source"] in ("checkpoint", "shipped"):
+        s.method.load(Path(s.weights["path"]))
+        s.method.training_facts = (s.weights.get("training_record") or {}).get("training")
+        return {}, s.weights.get("training_record")
+    if s.weights["source"] != "trained-in-run":
+        return {}, None
+    return _fit(s, out_dir, console)
+
+
+def _fit(s: Setup, out_dir: Path, console: Console) -> tuple[dict, dict]:
+    console.print(f"training {s.method.name} ({s.opts.preset}) on {s.dataset.name} train split")
+    train = training_pairs(s.dataset, "train", s.degradation, s.method, s.opts.seed)
+    val = (training_pairs(s.dataset, "val", s.degradation, s.method, s.opts.seed)
+           if "val" in s.manifest.splits else None)
+    t0 = time.perf_counter()
+    training = s.method.fit(train, val, out_dir / "work")
+    s.method.training_facts = training  # the card states what ran
+    fit_s = time.perf_counter() - t0
+    if distributed.is_main():
+        s.method.save(out_dir / "weights.safetensors")
+    distributed.barrier()
+    s.weights["sha256"] = sha256_file(out_dir / "weights.safetensors")
+    return {"fit_s": fit_s}, training
+
+
+def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
+    """Predict and score this rank's test cases; rows carry their case index so ranks merge in order."""
+    from . import panels  # a few predicted slices kept for the report's qualitative panels
+
+    rows, timings = [], {"predict_s": 0.0, "score_s": 0.0}
+    n_slices, skipped, examples = 0, 0, None
+    rank, world = distributed.rank(), distributed.world_size()
+    with _progress(console) as progress:
+        for index, case in enumerate(s.dataset.cases("test")):
+            if index % world != rank:  # this case is another rank's
+                continue
+            p = prepare(case, s.degradation, s.opts.seed)
+            skipped += len(p.skipped)
+            sr = _predict(s.method, p, progress, timings)
+            if examples is None and p.slices:  # first test case with slices: panels.example_slices
+                examples = (index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator))
+            rows += [(index, row) for row in _score(s.method, p, sr, metrics, timings)]
+            n_slices += len(p.slices)
+    return Evaluation(rows, timings, n_slices, skipped, examples)
+
+
+def _predict(method: Method, p: Prepared, progress: Progress, timings: dict) -> np.ndarray:
+    task = progress.add_task(f"{method.name} on {p.case.case_id}", total=len(p.slices))
+    t0 = time.perf_counter()
+    sr = method.predict_volume(p.lr, p.hr, p.slices, progress=lambda n: progress.advance(task, n))
+    timings["predict_s"] += time.perf_counter() - t0
+    return check_prediction(sr, len(p.slices), p.hr_array.shape[1:], method.name, f"case {p.case.case_id!r}")
+
+
+def _score(method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict) -> list[dict]:
+    """One row per scored slice: case, patient, slice and one column per metric (None: unavailable)."""
+    t0 = time.perf_counter()
+    mask = p.mask[p.slices] if p.mask is not None else None
+    scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
+    timings["score_s"] += time.perf_counter() - t0
+    rows = []
+    for i, k in enumerate(p.slices):
+        row = {"case": p.case.case_id, "patient": p.case.patient_id, "slice": k}
+        row.update({name: (None if v is None else float(v[i])) for name, v in scores.values.items()})
+        rows.append(row)
+    return rows
+
+
+def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
+    """Every rank's rows, timings and examples merged (on every rank), rows in the one-process order."""
+    if distributed.parallel():
+        parts = distributed.all_gather_objects(ev)
+        ev = Evaluation(rows=[r for part in parts for r in part.rows],
+                        timings={k: sum(part.timings[k] for part in parts) for k in ev.timings},  # summed compute
+                        n_slices=sum(part.n_slices for part in parts), skipped=sum(part.skipped for part in parts),
+                        examples=min((part.examples for part in parts if part.examples is not None),
+                                     key=lambda e: e[0], default=None))
+        ev.timings["processes"] = distributed.world_size()
+    ev.rows = [row for _, row in sorted(ev.rows, key=lambda r: r[0])]  # stable: case order, then slice order
+    ev.examples = ev.examples[1] if ev.examples is not None else None
+    if not ev.rows:
+        raise SRBenchError(f"dataset {dataset_name!r}: no test slices to score")
+    ev.timings["sec_per_slice"] = ev.timings["predict_s"] / ev.n_slices
+    return ev
+
+
+def _record(s: Setup, rid: str, metrics: list, ev: Evaluation, training: dict | None) -> dict:
+    table = pd.DataFrame(ev.rows)
+    names = [m.name for m in metrics]
+    per_slice = summarise({n: (None if table[n].isna().all() else table[n].to_numpy(float)) for n in names})
+    per_case = table.groupby("case")[names].mean()
+    per_volume = summarise({n: (None if per_case[n].isna().all() else per_case[n].to_numpy(float)) for n in names})
+    return {
+        "schema": rec.SCHEMA, "run_id": rid, "status": "finished",
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": {**asdict(s.opts), "degradation": s.deg_spec, "results_dir": str(s.opts.results_dir)},
+        "method_card": s.method.card(),
+        "dataset": {"name": s.dataset.name, "description": s.dataset.description, "split_hash": s.manifest.hash,
+                    "split_rule": s.manifest.rule, "test_cases": s.manifest.case_ids("test"),
+                    "skipped_cases": [list(item) for item in getattr(s.dataset, "skipped", [])]},
+        "degradation": s.degradation.params(),
+        "lr_to_hr_interpolator": s.method.input_interpolator,
+        "normalisation": NORMALISATION,
+        "weights": {k: v for k, v in s.weights.items() if k != "training_record"},
+        "training": training,
+        "metrics": {m.name: {"direction": m.direction, "unavailable": m.unavailable_reason()} for m in metrics},
+        "summary": {"per_slice": per_slice, "per_volume": per_volume},
+        "n_slices": ev.n_slices, "skipped_slices": ev.skipped,
+        "timings": ev.timings, "peak_memory_mb": _peak_memory_mb(s.method.device),
+        "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(s.method.device),
+    }
+
+
+def _write(out_dir: Path, record: dict, ev: Evaluation) -> None:
+    """Examples and scores first, the record last: its presence means the run finished."""
+    from . import panels
+
+    panels.save_examples(out_dir / panels.EXAMPLES, ev.examples)
+    rec.atomic_write_text(out_dir / rec.SCORES, pd.DataFrame(ev.rows).to_csv(index=False))
+    rec.atomic_write_json(out_dir / rec.RECORD, record)
 
 
 def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,

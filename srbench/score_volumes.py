@@ -33,7 +33,7 @@ def score_volumes(pred_path: Path, ref_path: Path, mask_path: Path | None = None
         mask_img = read_volume(mask_path)
         require_same_grid(mask_img, ref_img, str(mask_path), str(ref_path))
         mask = to_array(mask_img) > 0
-    lo, hi = minmax_range(ref)
+    lo, hi = minmax_range(ref, str(ref_path))
     ref, pred = normalise(ref, lo, hi), normalise(pred, lo, hi)
     keep, skipped = usable_slices(ref, mask, None) if mask is not None else (list(range(len(ref))), [])
     if not keep:

@@ -52,11 +52,9 @@ import scikit_posthocs as sp
 from scipy import stats as ss
 
 from . import record as rec
-from .errors import SRBenchError
+from .errors import SRBenchError, did_you_mean
+from .stats_options import ALPHA, PROTOCOLS, UNITS  # noqa: F401 - part of this module's interface
 
-ALPHA = 0.05
-PROTOCOLS = ("paper", "paired")
-UNITS = ("slice", "volume")
 DEFAULT_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}
 ID_COLUMNS = ("method", "case", "patient", "slice")
 SHAPIRO = "Shapiro-Wilk on residuals of score ~ method"
@@ -386,7 +384,7 @@ def select_runs(results_dir: Path, dataset: str, degradation: str | None = None)
     runs = [r for r in found if (r.get("dataset") or {}).get("name", Path(r["_dir"]).parts[-4]) == dataset]
     if not runs:
         names = sorted({(r.get("dataset") or {}).get("name", "?") for r in found})
-        raise SRBenchError(f"no runs for dataset {dataset!r} under {results_dir}"
+        raise SRBenchError(f"no runs for dataset {dataset!r}{did_you_mean(dataset, names)} under {results_dir}"
                            + (f" (datasets with runs: {', '.join(names)})" if names else ""))
     runs = _one_degradation(runs, dataset, degradation)
     latest = {}

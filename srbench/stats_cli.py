@@ -12,8 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import stats as st
 from .errors import SRBenchError
+from .stats_options import ALPHA, PROTOCOLS, UNITS
 
 
 def register(cli: click.Group) -> None:
@@ -21,24 +21,25 @@ def register(cli: click.Group) -> None:
     cli.add_command(stats_command)
 
 
-@click.command("stats")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=None,
+@click.command("stats", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--results-dir", "-r", type=click.Path(path_type=Path), default=None,
               help="Where run records are (default: $SRBENCH_RESULTS or ./leaderboards).")
 @click.option("--dataset", "-d", required=True, help="Dataset whose runs to compare.")
 @click.option("--degradation", "-g", default=None, help="Degradation (needed when the dataset has several).")
-@click.option("--protocol", type=click.Choice(st.PROTOCOLS), default="paper", show_default=True,
+@click.option("--protocol", "-P", type=click.Choice(PROTOCOLS), default="paper", show_default=True,
               help="paper: Shapiro-Wilk on residuals -> ANOVA + Tukey HSD or Kruskal-Wallis + Dunn (Bonferroni); "
                    "paired: Friedman + Wilcoxon signed-rank (Holm).")
-@click.option("--unit", type=click.Choice(st.UNITS), default="slice", show_default=True,
+@click.option("--unit", "-u", type=click.Choice(UNITS), default="slice", show_default=True,
               help="slice (the paper's unit) or volume (mean per case first).")
-@click.option("--alpha", type=float, default=st.ALPHA, show_default=True, help="Significance level.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--alpha", "-a", type=float, default=ALPHA, show_default=True, help="Significance level.")
+@click.option("--json", "-j", "as_json", is_flag=True, help="Print one JSON object.")
 def stats_command(results_dir, dataset, degradation, protocol, unit, alpha, as_json):
     """Test whether the methods' scores differ, per metric, and which methods are as good as the best."""
-    if results_dir is None:
-        from .runner import default_results_dir
+    from . import stats as st  # SciPy and scikit-posthocs load only when the statistics run
+    from .cli_common import require_runs, results_dir_or_default
 
-        results_dir = default_results_dir()
+    results_dir = results_dir_or_default(results_dir)
+    require_runs(results_dir)
     runs = st.select_runs(results_dir, dataset, degradation)
     if len(runs) < 2:
         raise SRBenchError(f"only one method ({next(iter(runs))}) has runs for dataset {dataset!r}; "

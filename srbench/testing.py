@@ -60,7 +60,6 @@ TINY_SIZE = (46, 39, 12)            # x, y, z voxels: in-plane sizes that are no
 TINY_SPACING = (0.9, 1.1, 2.0)      # mm
 TINY_ORIGIN = (-20.5, 14.25, 3.0)
 TINY_DEGRADATION = "resample:factors=2,2,2;antialias=true"
-RANGE_LIMITS = (-0.5, 1.5)
 
 
 # --- tiny data ----------------------------------------------------------------------------------------
@@ -287,7 +286,7 @@ class _Checker:
 
     # card ------------------------------------------------------------------------------------------------
     def card(self):
-        from .volume import INTERPOLATORS
+        from .volume import RESAMPLERS
 
         cls, problems = self.cls, []
         card = self.method.card()
@@ -325,9 +324,9 @@ class _Checker:
                             "prediction (1 for a feed-forward network; override sampling_steps())")
         elif steps is not None and not (isinstance(steps, int) and steps >= 1):
             problems.append(f"'sampling_steps' must be a positive int or None, got {steps!r}")
-        if card.get("input_interpolator", self.method.input_interpolator) not in INTERPOLATORS:
+        if card.get("input_interpolator", self.method.input_interpolator) not in RESAMPLERS:
             problems.append(f"input_interpolator {card.get('input_interpolator')!r} is not one of "
-                            f"{', '.join(INTERPOLATORS)}")
+                            f"{', '.join(RESAMPLERS)}")
         if "tiny" not in getattr(cls, "presets", {}):
             problems.append("no 'tiny' preset: `srbench run` uses --preset tiny unless told otherwise (CPU-sized)")
         try:
@@ -368,20 +367,16 @@ class _Checker:
             pred = self.predict(self.method)
         except Exception as exc:  # noqa: BLE001
             raise _Fail(_raised(exc, "predict_volume(lr, grid, slices, progress=...)")) from None
+        from .errors import SRBenchError
+        from .prediction import check_shape
+
         nx, ny, _ = self.volume.hr.GetSize()
-        expected = (len(self.slices), ny, nx)
-        if not isinstance(pred, np.ndarray):
-            kind = type(pred).__module__ + "." + type(pred).__name__
-            raise _Fail(f"predict_volume must return a NumPy array {expected}, got {kind} (call .cpu().numpy())")
-        self.pred = pred
-        if pred.shape != expected:
-            hint = ""
-            if pred.shape[:1] == expected[:1] and pred.ndim == 4:
-                hint = ": predict_slices returns (N, 1, H, W); predict_volume returns (N, H, W)"
-            elif len(pred) != len(self.slices):
-                hint = ": one output slice per requested slice index"
-            raise _Fail(f"predict_volume returned shape {pred.shape}, expected {expected} (len(slices), H, W of the "
-                        f"HR grid, {ny}x{nx}, odd sizes included){hint}")
+        if isinstance(pred, np.ndarray):
+            self.pred = pred
+        try:  # the check srbench run and infer apply to every prediction
+            check_shape(pred, len(self.slices), (ny, nx), "predict_volume")
+        except SRBenchError as exc:
+            raise _Fail(str(exc).removeprefix("predict_volume: ")) from None
 
     def _need_prediction(self):
         if self.pred is None or self.pred.shape != (len(self.slices), *self.volume.hr_array.shape[1:]):
@@ -394,14 +389,15 @@ class _Checker:
 
     def range(self):
         self._need_prediction()
+        from .errors import SRBenchError
+        from .prediction import check_values
+
         pred = self.pred
-        bad = ~np.isfinite(pred)
-        if bad.any():
-            raise _Fail(f"{int(bad.sum())} NaN or Inf value(s) in the prediction")
+        try:  # the check srbench run and infer apply to every prediction
+            check_values(pred, "predict_volume")
+        except SRBenchError as exc:
+            raise _Fail(str(exc).removeprefix("predict_volume: ")) from None
         lo, hi = float(pred.min()), float(pred.max())
-        if lo < RANGE_LIMITS[0] or hi > RANGE_LIMITS[1]:
-            raise _Fail(f"prediction range [{lo:.3g}, {hi:.3g}] is far outside [0, 1]: srbench gives intensities in "
-                        "[0, 1] and scores them there; map back from a network's [-1, 1] inside the plugin")
         if hi - lo < 1e-6:
             raise _Fail(f"the prediction is constant ({lo:.4g})")
 

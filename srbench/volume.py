@@ -5,7 +5,6 @@ Axial slices are the first NumPy axis of ``SimpleITK.GetArrayFromImage`` (z, y, 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import struct
@@ -15,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom import read_dicom_series
 from .errors import SRBenchError
+from .quiet import native_stderr_silenced
 
 INTERPOLATORS = {
     "nearest": sitk.sitkNearestNeighbor,
@@ -23,6 +24,8 @@ INTERPOLATORS = {
     "bspline": sitk.sitkBSpline,  # cubic B-spline
     "lanczos": sitk.sitkLanczosWindowedSinc,
 }
+# Names ``resample_to`` accepts: SimpleITK's, and Keys cubic convolution (``srbench.cubic``), which ITK lacks.
+RESAMPLERS = (*INTERPOLATORS, "cubic")
 
 
 def interpolator(name: str) -> int:
@@ -32,25 +35,26 @@ def interpolator(name: str) -> int:
 
 
 def read_volume(path: str | os.PathLike) -> sitk.Image:
-    """Read a 3-D volume (NIfTI, NRRD, MHA, ... or a DICOM series directory) as float32."""
+    """Read a 3-D volume (NIfTI, NRRD, MHA, ... or a folder holding one DICOM series) as float32.
+
+    A DICOM folder is validated by ``srbench.dicom.read_dicom_series`` (one series, no missing or duplicated
+    slice, one orientation and spacing); NIfTI files SimpleITK cannot open (NIfTI-2) are read with nibabel.
+    """
     path = Path(path)
     if not path.exists():
         raise SRBenchError(f"{path}: no such file or directory")
-    try:
-        with _native_stderr_silenced():
-            if path.is_dir():
-                reader = sitk.ImageSeriesReader()
-                files = reader.GetGDCMSeriesFileNames(str(path))
-                if not files:
-                    raise SRBenchError(f"{path}: directory holds no DICOM series")
-                reader.SetFileNames(files)
-                image = reader.Execute()
-            else:
+    if path.is_dir():
+        image = read_dicom_series(path)
+    else:
+        try:
+            with native_stderr_silenced():
                 image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        reason = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "unreadable")
-        raise SRBenchError(f"{path}: cannot read volume ({reason.strip()[:160]})") from None
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            reason = next((ln for ln in first if "ERROR" in ln or "Unable" in ln), first[-1] if first else "unreadable")
+            image = _read_with_nibabel(path) if "Unable to determine ImageIO" in reason else None
+            if image is None:
+                raise SRBenchError(f"{path}: cannot read volume ({reason.strip()[:160]})") from None
     nonfinite = _nifti_scan(path) if path.name.lower().endswith((".nii", ".nii.gz")) else None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SRBenchError(f"{path}: expected a 3-D scalar volume, got {image.GetDimension()}-D with "
@@ -63,21 +67,32 @@ def read_volume(path: str | os.PathLike) -> sitk.Image:
     return image
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """ITK's readers also print to C++ stderr before raising; the error is reported once, in one line."""
+def _read_with_nibabel(path: Path) -> sitk.Image | None:
+    """A 3-D NIfTI (e.g. NIfTI-2) through nibabel, its RAS affine turned into ITK's LPS geometry; None when
+    nibabel cannot read it either (the caller reports SimpleITK's reason)."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return None
     try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        import nibabel
+
+        nii = nibabel.load(str(path))
+        if not isinstance(nii, (nibabel.Nifti1Image, nibabel.Nifti2Image)):
+            return None
+        data = np.asarray(nii.dataobj, dtype=np.float32)
+        affine = nii.affine
+    except Exception:  # noqa: BLE001 - nibabel cannot read it either (or is not installed)
+        return None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise SRBenchError(f"{path}: expected a 3-D scalar volume, got {data.ndim}-D")
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin(lps[:3, 3].tolist())
+    return image
 
 
 def _nifti_scan(path: Path) -> np.ndarray | None:
@@ -126,6 +141,9 @@ def _nifti_header(head: bytes):
         dtype = np.dtype(endian + floating) if floating else np.dtype(f"V{bitpix // 8}")
         return offset, count, dtype, floating is not None
     return None
+
+
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def write_volume(image: sitk.Image, path: str | os.PathLike) -> None:
@@ -177,11 +195,12 @@ def require_finite(array: np.ndarray, what: str) -> None:
         raise SRBenchError(f"{what} contains {int(bad.sum())} NaN or Inf voxel(s)")
 
 
-def minmax_range(reference: np.ndarray) -> tuple[float, float]:
-    """The normalisation rule ``minmax-hr``: the HR reference's [min, max] maps to [0, 1]."""
+def minmax_range(reference: np.ndarray, what: str = "reference volume") -> tuple[float, float]:
+    """The normalisation rule ``minmax-hr``: the HR reference's [min, max] maps to [0, 1]; ``what`` names the
+    volume in the error."""
     lo, hi = float(reference.min()), float(reference.max())
     if hi <= lo:
-        raise SRBenchError(f"reference volume is constant ({lo}); cannot normalise to [0, 1]")
+        raise SRBenchError(f"{what}: the volume is constant ({lo:g} everywhere); cannot normalise it to [0, 1]")
     return lo, hi
 
 
@@ -191,5 +210,9 @@ def normalise(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def resample_to(image: sitk.Image, reference: sitk.Image, interp: str) -> sitk.Image:
     """``image`` resampled onto ``reference``'s grid; points beyond the source take the nearest edge value."""
+    if interp == "cubic":
+        from .cubic import resample_cubic
+
+        return from_array(resample_cubic(image, reference), reference)
     return sitk.Resample(image, reference, sitk.Transform(), interpolator(interp), 0.0, sitk.sitkFloat32,
                          True)

@@ -25,11 +25,17 @@ def save_weights(path: Path, state: dict[str, torch.Tensor], meta: dict) -> None
     tmp.replace(path)
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of a safetensors file, or a one-line error naming it."""
+def require_checkpoint(path) -> Path:
+    """``path`` as a Path when it is a file, else the one-line error every command gives for a missing checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise SRBenchError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a safetensors file, or a one-line error naming it."""
+    path = require_checkpoint(path)
     try:
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}

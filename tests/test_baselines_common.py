@@ -7,7 +7,7 @@ import torch
 
 from srbench.engine import CHECKPOINT, MultiTrainer, PatchSampler, TrainConfig, _ema, _lr_lambda
 from srbench.method import SlicePairs
-from srbench_plugins.pix2pix.common import canvas_pairs, crop, pad_center
+from srbench.torch_method import canvas_pairs, crop, pad_center
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,6 +3,7 @@ detected (checksum) and rebuilt, writes are atomic, and an unwritable cache neve
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import SimpleITK as sitk
 from srbench import cache as cache_mod
 from srbench.cache import PreprocessCache, read_entry, write_entry
 from srbench.dataset import Case
+from srbench.degradation import Degradation
 from srbench.runner import NORMALISATION, make_degradation, prepare, training_pairs
 
 from conftest import synthetic_image
@@ -219,7 +221,7 @@ def test_second_run_of_the_runner_starts_from_the_cache(folder, reads, tmp_path)
 
 
 def test_cache_cli(folder, cache_dir):
-    """``srbench cache info|clear``: added by the core plugin through register_commands (as main() does)."""
+    """``srbench cache info|clear``: added by the core plugin through register_commands."""
     import click
     from click.testing import CliRunner
 
@@ -235,3 +237,70 @@ def test_cache_cli(folder, cache_dir):
     assert json.loads(result.stdout)["prepared"]["entries"] == 3
     result = CliRunner().invoke(group, ["cache", "clear"])
     assert result.exit_code == 0 and json.loads(result.stdout)["prepared"]["entries"] == 0
+
+
+class _SeedStamp(Degradation):
+    """A NumPy-only degradation (no SimpleITK filter, so its output is the same on every platform): every other
+    slice, plus the case seed it was given as a constant offset, so that the seed rule is part of the digest."""
+
+    name = "seed-stamp"
+
+    def params(self) -> dict:
+        return {"name": self.name}
+
+    def apply(self, hr, seed=0):
+        array = sitk.GetArrayFromImage(hr)[::2] + np.float32(seed % 997) / np.float32(1000)
+        out = sitk.GetImageFromArray(array.astype(np.float32))
+        out.SetSpacing(hr.GetSpacing()[:2] + (hr.GetSpacing()[2] * 2,))
+        return out
+
+
+# sha256 of prepare()'s output on _pipeline_case() under _SeedStamp, per cache.PIPELINE_VERSION.
+PIPELINE_DIGESTS = {1: "d0cf798f9265ac2fa291826c0adb4e30bcb32dc4cebfaf8f78af7ba17ec58850"}
+
+
+def _pipeline_case() -> Case:
+    """A fixed case built from integers (no RNG), with an empty-mask slice for the slice choice."""
+    z, y, x = np.meshgrid(np.arange(6), np.arange(7), np.arange(8), indexing="ij")
+    array = (3 * z + 5 * y * x - 40).astype(np.float32)
+    hr = sitk.GetImageFromArray(array)
+    hr.SetSpacing((0.5, 0.5, 1.5))
+    mask = np.ones(array.shape, np.uint8)
+    mask[4] = 0
+    mask_image = sitk.GetImageFromArray(mask)
+    mask_image.CopyInformation(hr)
+    return Case("golden", "p", hr, mask=mask_image, slices=[0, 1, 2, 3, 4])
+
+
+def _prepared_digest(p) -> str:
+    h = hashlib.sha256()
+    for array in (p.hr_array, sitk.GetArrayFromImage(p.lr), p.mask):
+        h.update(np.ascontiguousarray(array).tobytes())
+    h.update(json.dumps([p.slices, p.skipped, p.hr.GetSpacing(), p.lr.GetSpacing()]).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_prepare_output_is_pinned_per_pipeline_version(monkeypatch, cached):
+    """The cache keys entries by ``PIPELINE_VERSION`` instead of the code that made them: if this digest
+    changes, prepare's output changed, so bump ``srbench.cache.PIPELINE_VERSION`` and record the new digest."""
+    if not cached:
+        monkeypatch.setenv("SRBENCH_CACHE", "off")
+    p = prepare(_pipeline_case(), _SeedStamp(), 3)
+    assert p.slices == [0, 1, 2, 3] and p.skipped == [4]  # with a mask, only empty-mask slices are skipped
+    assert _prepared_digest(p) == PIPELINE_DIGESTS.get(cache_mod.PIPELINE_VERSION), (
+        "prepare's output changed: bump srbench.cache.PIPELINE_VERSION and record the digest in PIPELINE_DIGESTS")
+
+
+def test_the_pipeline_version_is_part_of_every_key(monkeypatch, cache_dir):
+    case, degradation = _pipeline_case(), _SeedStamp()
+    cache = PreprocessCache()
+    before = cache.keys(case, degradation, 3, NORMALISATION)
+    first = prepare(case, degradation, 3)
+    monkeypatch.setattr(cache_mod, "PIPELINE_VERSION", cache_mod.PIPELINE_VERSION + 1)
+    after = cache.keys(case, degradation, 3, NORMALISATION)
+    assert after[0] != before[0] and after[1] != before[1]
+    second = prepare(case, degradation, 3)  # the old entries are not used: both HR and LR are computed again
+    assert cache_mod.STATS["hr_hits"] == 0 and cache_mod.STATS["hr_misses"] == 2
+    assert cache_mod.STATS["hits"] == 0 and cache_mod.STATS["misses"] == 2
+    same(first, second)

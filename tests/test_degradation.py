@@ -152,11 +152,11 @@ def test_parse_spec():
 
 @pytest.mark.parametrize("spec, text", [
     ("resample:factors", "key=value"),
-    ("resample:factors=2,2", "three positive"),
-    ("resample:factors=a,b,c", "three positive"),
-    ("resample:factors=0,2,2", "three positive"),
-    ("resample:factors=nan,2,2", "three positive"),
-    ("resample:factors=2", "three positive"),
+    ("resample:factors=2,2", "three numbers"),
+    ("resample:factors=a,b,c", "three numbers"),
+    ("resample:factors=0,2,2", "three numbers"),
+    ("resample:factors=nan,2,2", "three numbers"),
+    ("resample:factors=2", "three numbers"),
     ("resample", "exactly one"),
     ("resample:factors=2,2,2;spacing=1,1,1", "exactly one"),
     ("resample:factors=2,2,2;interpolator=cubic", "interpolator"),
@@ -168,3 +168,38 @@ def test_bad_specs_are_one_line_errors(spec, text):
         make_degradation(spec)
     message = str(info.value)
     assert text in message and "\n" not in message
+
+
+@pytest.mark.parametrize("spec, allowed", [
+    ("resample:factors=2,2,2;antialias=maybe", "true or false"),   # once recorded as true
+    ("resample:factors=2,2,2;antialias=1", "true or false"),
+    ("resample:factors=1e9,1,1", "[1, 16]"),                       # once ran and scored 13.7 dB
+    ("resample:factors=0.5,1,1", "[1, 16]"),                       # would upsample
+    ("resample:spacing=2,2,1e6", "[0.05, 20] mm"),
+    ("resample:spacing=2,2,0.001", "[0.05, 20] mm"),
+    ("resample:factors=2,2,2;factor=3", "resample accepts: factors, spacing, interpolator, antialias"),
+    ("resample:factors=2,2,2;protocol=prostate-t2w", "resample accepts"),
+    ("prostate-t2w:spacing=2,2,3;antialias=yes", "true or false"),
+    ("prostate-t2w:sigma=3", "prostate-t2w accepts: factors, spacing"),
+    ("resample:factors=2,2,2;factors=3,3,3", "given twice"),
+    ("resample:=2", "key=value"),
+    ("noise:snr=1e9", "up to 1000"),
+    ("noise:sigma=5", "up to 1"),
+    ("noise:snr=true", "positive number"),
+    ("prostate-t2w+noise:snr=20;snr_db=3", "noise accepts: snr, sigma, reference"),
+    ("kspace:factors=2,2,2;thickness=500", "[0.05, 20]"),
+])
+def test_specs_are_parsed_strictly(spec, allowed):
+    """A value read wrongly would be recorded as meant: each is refused, naming the spec and what is allowed."""
+    with pytest.raises(SRBenchError) as info:
+        make_degradation(spec)
+    message = str(info.value)
+    step = next(part for part in spec.split("+") if part in message)  # the failing step's own spec is named
+    assert f"degradation {step!r}" in message and allowed in message and "\n" not in message, message
+
+
+def test_an_lr_grid_of_one_voxel_is_refused():
+    hr = synthetic_image(size=(20, 20, 12), spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(SRBenchError, match="fewer than 2 voxels along z"):
+        Resample(factors=(2, 2, 16)).apply(hr)
+    assert Resample(factors=(2, 2, 4)).apply(hr).GetSize() == (10, 10, 3)

@@ -8,7 +8,7 @@ import inspect
 import re
 import shutil
 import sys
-import tomllib
+from srbench.compat import tomllib
 from pathlib import Path
 
 import pytest

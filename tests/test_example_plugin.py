@@ -32,9 +32,10 @@ def install(target: Path, scratch: Path) -> str:
     """
     source = scratch / "source"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    if pip_install_offline(source, target) is None:
+    error = pip_install_offline(source, target)
+    if error is None:
         return "pip"
-    import tomllib
+    from srbench.compat import tomllib
 
     meta = tomllib.loads((EXAMPLE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     shutil.copytree(source / "src" / MODULE, target / MODULE)
@@ -43,7 +44,7 @@ def install(target: Path, scratch: Path) -> str:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
     eps = "".join(f"{k} = {v}\n" for k, v in meta["entry-points"]["srbench"].items())
     (info / "entry_points.txt").write_text(f"[srbench]\n{eps}")
-    return f"dist-info (pip failed: {pip.stderr.strip().splitlines()[-1:]})"
+    return f"dist-info (pip failed: {error})"
 
 
 @pytest.fixture(scope="module")

@@ -211,8 +211,8 @@ def test_named_kspace_protocols_and_recorded_params():
 
 @pytest.mark.parametrize("spec, text", [
     ("kspace", "exactly one"),
-    ("kspace:factors=2,2", "three positive"),
-    ("kspace:factors=0.5,1,1", ">= 1"),
+    ("kspace:factors=2,2", "three numbers"),
+    ("kspace:factors=0.5,1,1", "in [1, 16]"),
     ("kspace:factors=2,2,2;window=kaiser", "window"),
     ("kspace:factors=2,2,2;window=tukey;alpha=2", "alpha"),
     ("kspace:factors=2,2,2;through_plane=blur", "through_plane"),

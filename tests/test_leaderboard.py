@@ -198,8 +198,13 @@ def test_filters_and_output_file(two_methods, cli):
     assert sorted(p.name for p in out_dir.iterdir()) == ["board.csv", "board.html", "board.latex", "board.md"]
 
 
-def test_empty_results_dir_gives_the_header(cli, results_dir):
-    result = cli("leaderboard", "--results-dir", results_dir, "--format", "csv")
-    assert result.exit_code == 0
-    assert set(REQUIRED) <= set(next(csv.reader(io.StringIO(result.stdout))))
-    assert len(result.stdout.strip().splitlines()) == 1
+def test_empty_results_dir_is_an_error_on_the_cli_and_a_header_in_python(cli, results_dir):
+    from conftest import assert_one_line_error
+    from srbench import leaderboard as lb
+
+    assert_one_line_error(cli("leaderboard", "--results-dir", results_dir, "--format", "csv"), "folder not found")
+    results_dir.mkdir()
+    assert_one_line_error(cli("leaderboard", "--results-dir", results_dir, "--format", "csv"), "no runs here")
+    text = lb.to_csv(lb.load_table(results_dir))
+    assert set(REQUIRED) <= set(next(csv.reader(io.StringIO(text))))
+    assert len(text.strip().splitlines()) == 1

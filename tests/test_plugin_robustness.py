@@ -154,9 +154,9 @@ def test_load_plugins_switches_a_failing_plugin_off(flaky, cli, monkeypatch):
     monkeypatch.setenv("SRBENCH_LOAD_PLUGINS", "bicubic,core,demo")
     plugins.reset()
     listed = cli("methods", "--json")
-    assert listed.exit_code == 0 and {m["name"] for m in json.loads(listed.stdout)} == {"bicubic"}
+    assert listed.exit_code == 0 and {m["name"] for m in json.loads(listed.stdout)} == {"bicubic", "bspline"}
     line = error_line(cli("run", "--method", "fit-fails", "--dataset", "demo"))
-    assert "unknown method 'fit-fails'; available: bicubic" in line
+    assert "unknown method 'fit-fails'; available: bicubic, bspline" in line
 
 
 BROKEN_REGISTRATION = """
@@ -179,7 +179,7 @@ def test_trace_logs_plugin_loading_and_every_hook_call(tmp_path, monkeypatch, ca
     reg = plugins.get_registry()
     trace = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("srbench-trace: ")]
     text = "\n".join(trace)
-    assert re.search(r"load entry point 'bicubic' = srbench_plugins\.bicubic \(srbench [\d.]+\) in [\d.]+ ms", text)
+    assert re.search(r"load entry point 'bicubic' = srbench_plugins\.entry_points:bicubic \(srbench [\d.]+\) in [\d.]+ ms", text)
     assert ("load entry point 'noimport' = srbench_noimport (srbench-noimport 0.5) FAILED: ModuleNotFoundError"
             in text)
     assert re.search(r"call register_methods of plugin 'bicubic' \(srbench [\d.]+\)", text)
@@ -204,3 +204,26 @@ def test_trace_logs_plugin_loading_and_every_hook_call(tmp_path, monkeypatch, ca
 def test_no_trace_without_the_variable(capsys):
     plugins.get_registry()
     assert "srbench-trace" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, stage, message, extra", [
+    ("predict-fails", "predict", "ValueError: expected a 4-D input, got 3-D", []),
+    ("init-fails", "init", "OSError: no GPU memory left", []),
+    ("load-fails", "load", "KeyError: 'model.weight'", ["--checkpoint", "w.safetensors"]),
+])
+def test_infer_reports_a_failing_method_as_run_does(flaky, cli, method, stage, message, extra):
+    """``srbench infer`` builds the method through the same guard as ``srbench run``: one line, same words."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)),
+                    str(flaky / "lr.nii.gz"))
+    (flaky / "w.safetensors").write_bytes(b"not really")
+    extra = [str(flaky / e) if e.endswith(".safetensors") else e for e in extra]
+    line = error_line(cli("infer", "-m", method, "--input", flaky / "lr.nii.gz", "--output", flaky / "sr.nii.gz",
+                          "--spacing", "1,1,0.5", *extra))
+    assert f"method '{method}' (plugin 'flaky', srbench-flaky 1.3) failed in {stage}: {message}" in line
+    assert not (flaky / "sr.nii.gz").exists()
+    missing = error_line(cli("infer", "-m", "load-fails", "--input", flaky / "lr.nii.gz", "--output",
+                             flaky / "sr.nii.gz", "--spacing", "1,1,0.5", "--checkpoint", flaky / "absent.safetensors"))
+    assert missing == f"Error: {flaky / 'absent.safetensors'}: checkpoint not found"

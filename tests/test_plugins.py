@@ -11,7 +11,7 @@ import pytest
 from srbench import plugins
 from srbench.errors import SRBenchError
 
-from conftest import SRBENCH_EXE, assert_one_line_error, make_distribution, subprocess_env
+from conftest import SRBENCH_EXE, make_distribution, subprocess_env
 
 BUILTINS = {"bicubic", "core", "demo", "res-srdiff"}
 
@@ -70,7 +70,7 @@ def test_describe_plugins_names_distribution_and_hooks():
     assert rows["bicubic"]["distribution"] == "srbench"
     assert rows["bicubic"]["version"] == importlib.metadata.version("srbench")
     assert "register_methods" in rows["bicubic"]["hooks"]
-    assert rows["bicubic"]["registers"]["methods"] == ["bicubic"]
+    assert rows["bicubic"]["registers"]["methods"] == ["bicubic", "bspline"]
     assert {"brain-t1map", "prostate-t2w", "resample"} <= set(rows["core"]["registers"]["degradations"])
 
 
@@ -78,7 +78,7 @@ def test_load_plugins_restricts_loading(monkeypatch):
     monkeypatch.setenv("SRBENCH_LOAD_PLUGINS", "bicubic, core,demo")
     assert loaded_names() == {"bicubic", "core", "demo"}
     assert "res-srdiff" not in loaded_names()
-    assert set(plugins.get_registry().methods) == {"bicubic"}
+    assert set(plugins.get_registry().methods) == {"bicubic", "bspline"}
     assert plugins.get_registry().failures == []
 
 
@@ -141,15 +141,55 @@ def test_plugin_failing_in_register_methods_is_reported_and_others_unaffected(tm
     assert reg.owners[("degradations", "fails-later-degradation")] == "badreg"  # its other hooks still ran
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(tmp_path, monkeypatch, cli):
-    source = EXTERNAL_METHOD.format(name="bicubic")
-    external(tmp_path, monkeypatch, "srbench_dup_bicubic", source, "dup", dist="srbench-dup")
-    with pytest.raises(SRBenchError) as info:
-        plugins.get_registry()
-    message = str(info.value)
-    assert "'bicubic'" in message and "'dup'" in message and "twice" in message
+DUPLICATE_AND_MORE = EXTERNAL_METHOD.format(name="bicubic") + """
+
+    class Other(Identity):
+        name = "dup-other"
+
+
+    @srbench.hookimpl
+    def register_datasets(register):
+        register(type("Ds", (), {"name": "dup-dataset"}))
+
+
+    @srbench.hookimpl(specname="register_methods")
+    def register_another_method(register):
+        register(Other)
+"""
+
+
+def test_a_plugin_registering_a_taken_name_is_skipped_with_all_it_registers(tmp_path, monkeypatch, cli):
+    external(tmp_path, monkeypatch, "srbench_dup_bicubic", DUPLICATE_AND_MORE, "dup", dist="srbench-dup")
+    reg = plugins.get_registry()
+    [failure] = [f for f in reg.failures if f.name == "dup"]
+    # The message names both plugins; the built-in keeps its name and nothing of the offender is registered.
+    assert "'bicubic'" in failure.line() and "'dup'" in failure.line() and "srbench-dup" in failure.line()
+    assert reg.owners[("methods", "bicubic")] == "bicubic"
+    assert reg.methods["bicubic"].__module__ == "srbench_plugins.bicubic"
+    assert "dup-other" not in reg.methods and "dup-dataset" not in reg.datasets
+    assert not any(owner == "dup" for owner in reg.owners.values())
+    # Every command keeps working and says why the plugin is left out, naming both.
     plugins.reset()
-    assert_one_line_error(cli("methods"), "'bicubic'", "'dup'")
+    result = cli("methods", "--json")
+    assert result.exit_code == 0
+    assert {m["name"] for m in json.loads(result.stdout)} >= {"bicubic", "pix2pix"}
+    [warning] = [ln for ln in result.stderr.splitlines() if "'dup'" in ln]
+    assert "'bicubic'" in warning and "already registered" in warning
+
+
+def test_a_plugin_registering_one_name_twice_is_skipped(tmp_path, monkeypatch):
+    source = EXTERNAL_METHOD.format(name="twice") + """
+
+    @srbench.hookimpl
+    def register_degradations(register):
+        register("twice-deg", dict)
+        register("twice-deg", dict)
+"""
+    external(tmp_path, monkeypatch, "srbench_twice", source, "twice", dist="srbench-twice")
+    reg = plugins.get_registry()
+    [failure] = [f for f in reg.failures if f.name == "twice"]
+    assert "'twice-deg' twice" in failure.error
+    assert "twice" not in reg.methods and "twice-deg" not in reg.degradations and "bicubic" in reg.methods
 
 
 def test_in_process_plugin_registers_and_is_described(tmp_path, monkeypatch):

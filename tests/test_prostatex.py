@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from srbench.cache import split_by_patient
+from srbench.file_dataset import split_by_patient
 from srbench.errors import SRBenchError
 
 import srbench_datasets.prostatex as px
@@ -405,13 +405,13 @@ def test_scanner_written_truncated_file_is_skipped(tmp_path):
 
 
 def test_header_index_spares_the_second_scan(tmp_path, monkeypatch):
-    import srbench_datasets.folder as folder
+    import srbench.dicom as dicom
 
     root = tmp_path / "px"
     tcia_patient(root, "ProstateX-0060")
     calls = []
-    original = folder.header_info
-    monkeypatch.setattr(folder, "header_info", lambda path: calls.append(path) or original(path))
+    original = dicom.header_info
+    monkeypatch.setattr(dicom, "header_info", lambda path: calls.append(path) or original(path))
     first = ProstateX(root=str(root), split="local").chosen()
     assert len(calls) == 4  # one header per series folder
     calls.clear()

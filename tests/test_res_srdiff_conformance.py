@@ -11,28 +11,47 @@ import torch
 
 from srbench.errors import SRBenchError
 from srbench_plugins.res_srdiff.conformance import (
-    build_model, check_conformance, load_vectors, model_fn_of, read_json)
+    BUNDLED_VECTORS, build_model, check_conformance, load_vectors, model_fn_of, read_json)
 from srbench_plugins.res_srdiff.diffusion import ResShiftDiffusion, space_timesteps
 from srbench_plugins.res_srdiff.network import build_network, count_parameters
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "res_srdiff"
-pytestmark = pytest.mark.skipif(not VECTORS.is_dir(),
-                                reason=f"conformance vectors not found at {VECTORS}")
+# The set carried in the repository always runs; a second, larger set beside the checkout (../shared) also
+# runs when present.
+BUNDLED = BUNDLED_VECTORS
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "res_srdiff"
+VECTOR_SETS = [pytest.param(BUNDLED, id="bundled")] + (
+    [pytest.param(SHARED, id="shared")] if SHARED.is_dir() else [])
+
+
+@pytest.fixture(scope="module", params=VECTOR_SETS)
+def vector_dir(request) -> Path:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def vectors():
-    return load_vectors(VECTORS)
+def vectors(vector_dir):
+    return load_vectors(vector_dir)
 
 
 @pytest.fixture(scope="module")
-def report():
-    return check_conformance(VECTORS, detail=True)
+def report(vector_dir):
+    return check_conformance(vector_dir, detail=True)
 
 
 @pytest.fixture(scope="module")
 def model(vectors):
     return build_model(vectors["config"], vectors["weights"])
+
+
+def test_the_repository_carries_its_vector_set():
+    """A fresh clone checks conformance without anything beside it: the set, its provenance and generator."""
+    names = {p.name for p in BUNDLED.iterdir()}
+    assert {"config.json", "schedule.json", "weights.safetensors", "forward.safetensors", "q_sample.safetensors",
+            "sampler.safetensors", "README.md", "generate.py"} <= names
+    assert sum(p.stat().st_size for p in BUNDLED.iterdir()) < 6 * 2 ** 20
+    config = read_json(BUNDLED / "config.json")
+    assert config["repo"] == "mosaf/Res-SRDiff" and len(config["commit"]) == 40
+    assert set(config["generation_checks"].values()) == {0.0}
 
 
 def test_schedules_match_for_T4_and_T15(report):
@@ -124,7 +143,7 @@ def test_seeded_global_rng_reproduces_recorded_final(vectors, model):
 def test_missing_file_raises_srbench_error(tmp_path):
     for name in ("config.json", "schedule.json", "weights.safetensors", "forward.safetensors",
                  "q_sample.safetensors"):
-        (tmp_path / name).symlink_to(VECTORS / name)
+        (tmp_path / name).symlink_to(BUNDLED / name)
     with pytest.raises(SRBenchError, match="sampler.safetensors"):
         check_conformance(tmp_path)
     (tmp_path / "sampler.safetensors").write_bytes(b"not a safetensors file")
@@ -133,3 +152,15 @@ def test_missing_file_raises_srbench_error(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SRBenchError, match="bad.json"):
         read_json(tmp_path / "bad.json")
+
+
+def test_a_wrong_shift_mask_fails_the_bundled_set(tmp_path):
+    """The small set still tells a plausible mistake from the official network (the usual Swin mask)."""
+    vectors = load_vectors(BUNDLED)
+    ours = build_model(vectors["config"], vectors["weights"])
+    std = build_model(vectors["config"], vectors["weights"], shift_mask="standard")
+    v = vectors["forward"]
+    with torch.no_grad():
+        good = (ours(v["x_t"], v["t"], lq=v["lq"]) - v["out"]).abs().max().item()
+        bad = (std(v["x_t"], v["t"], lq=v["lq"]) - v["out"]).abs().max().item()
+    assert good <= 1e-4 < bad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tomllib
+from srbench.compat import tomllib
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_new_method_writes_the_package(cli, tmp_path):
     assert project["project"]["entry-points"]["srbench"] == {"my-unet": "srbench_my_unet"}
     source = (root / "src/srbench_my_unet/__init__.py").read_text(encoding="utf-8")
     compile(source, "generated", "exec")
-    assert 'name = "my-unet"' in source and "class MyUnet(Method)" in source
+    assert 'name = "my-unet"' in source and "class MyUnet(TorchMethod)" in source
 
 
 def test_the_generated_package_passes_its_own_conformance_test(cli, tmp_path, monkeypatch):

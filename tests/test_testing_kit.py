@@ -202,8 +202,9 @@ def test_checks_can_be_chosen_and_unknown_ones_are_refused():
         check_method(Good, checks=["colour"])
 
 
-def test_bicubic_passes_the_kit():
-    report = check_method(bicubic.Bicubic)
+@pytest.mark.parametrize("cls", [bicubic.Bicubic, bicubic.BSpline])
+def test_interpolation_baselines_pass_the_kit(cls):
+    report = check_method(cls)
     assert report["checks"]["fit"] == "skipped: the method does not train"
     assert all(report["checks"][c] == "passed" for c in CHECKS if c != "fit")
 

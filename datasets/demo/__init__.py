@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-import srbench
 from srbench.dataset import Case, Dataset, SplitManifest
 from srbench.errors import SRBenchError
 
@@ -111,7 +110,3 @@ class Demo(Dataset):
         copy._source = (noisy, mask)
         return copy
 
-
-@srbench.hookimpl
-def register_datasets(register):
-    register(Demo)

@@ -43,12 +43,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-import srbench
-from srbench.cache import FileBackedDataset, check_volume, split_by_patient
+from srbench.cache import cache_root, digest
 from srbench.dataset import SplitManifest
+from srbench.dicom import axial_cosine, dicom_files, dicom_series_dirs, read_dicom_series, walk
 from srbench.errors import SRBenchError
-from srbench_datasets.folder import (attach_mask, axial_cosine, dicom_files, dicom_series_dirs, is_mask_name,
-                                     read_checked, read_dicom_series, stem, volume_suffix, walk)
+from srbench.file_dataset import FileBackedDataset, check_volume, split_by_patient
+from srbench.volume_files import attach_mask, is_mask_name, read_checked, stem, volume_suffix
 
 log = logging.getLogger("srbench.datasets")
 
@@ -141,7 +141,9 @@ class ProstateX(FileBackedDataset):
         candidates: dict[str, list[Candidate]] = {}
         seen: dict[str, list[str]] = {}          # patient -> descriptions of series that are not T2w
         errors: dict[str, list[str]] = {}
-        for sd in dicom_series_dirs(root, index_name="prostatex"):
+        base = cache_root()  # the header index lives in the cache: one header read per series folder, once
+        index = base / "index" / f"{digest({'root': str(root), 'name': 'prostatex'})}.json" if base else None
+        for sd in dicom_series_dirs(root, index_path=index):
             rel = sd.directory.relative_to(root)
             pid = self._patient(sd.info.get("patient_id", ""), rel)
             seen.setdefault(pid, [])
@@ -300,7 +302,3 @@ class ProstateX(FileBackedDataset):
         image = check_volume(image, label)
         return image, attach_mask(self._masks.get(case_id), image, label)
 
-
-@srbench.hookimpl
-def register_datasets(register):
-    register(ProstateX)

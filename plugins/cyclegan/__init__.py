@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import srbench
 from srbench import budget
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method, SlicePairs
@@ -217,7 +216,3 @@ def _compact(names: list[str]) -> list[str]:
             out.append(name)
     return out
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(CycleGAN)

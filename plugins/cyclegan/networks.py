@@ -1,6 +1,6 @@
 """CycleGAN's generator and image pool (Zhu et al. 2017), following the official code
 (junyanz/pytorch-CycleGAN-and-pix2pix: ``models/networks.py`` ResnetGenerator, ``util/image_pool.py``).
-The PatchGAN discriminator and the GAN loss are pix2pix's (one ``networks.py`` in the official repository).
+The PatchGAN discriminator, normalisation layers and GAN loss are ``srbench.gan``'s, shared with pix2pix.
 
 Generator, in the paper's notation (appendix 7.2): c7s1-64, d128, d256, R256 x n_blocks, u128, u64, c7s1-3
 (here c7s1-1: one MRI channel); reflection padding, instance normalisation, ReLU, tanh output.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from srbench_plugins.pix2pix.networks import conv_bias, norm_layer
+from srbench.gan import conv_bias, norm_layer
 
 
 class ResnetBlock(nn.Module):

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import srbench
 from srbench import budget
 from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
 from srbench.method import Method
@@ -170,7 +169,3 @@ class Pix2Pix(Method):
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.translate(lr, generator if self.stochastic else None)
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(Pix2Pix)

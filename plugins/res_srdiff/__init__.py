@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import torch
 import torch.nn.functional as F
 
-import srbench
 from srbench import budget
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
@@ -257,27 +255,3 @@ def srbench_console_warning(message: str) -> None:
 
     Console(stderr=True, soft_wrap=True).print(f"[bold yellow]warning:[/] {message}", highlight=False)
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(ResSRDiff)
-
-
-@srbench.hookimpl
-def register_commands(cli):
-    @cli.command("conformance")
-    @click.argument("method", type=click.Choice(["res-srdiff"]))
-    @click.argument("directory", type=click.Path(path_type=Path))
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    def conformance(method, directory, as_json):
-        """Check this install against a vector set produced by the official code."""
-        from .conformance import check_conformance
-
-        result = check_conformance(directory)
-        if as_json:
-            click.echo(json.dumps(result))
-        else:
-            for key, value in result.items():
-                click.echo(f"{key:10s} {value}")
-        if not result["passed"]:
-            raise SystemExit(1)

@@ -3,7 +3,8 @@
 A vector set is a folder with config.json (``ctor_kwargs``, ``diffusion_kwargs``), schedule.json
 (float64 schedule arrays per ``T<n>`` key), weights.safetensors (strict state_dict),
 forward.safetensors, q_sample.safetensors and sampler.safetensors (see the set's README).
-Everything is rebuilt from those files; nothing about a particular set is hard-coded.
+Everything is rebuilt from those files; nothing about a particular set is hard-coded. The plugin carries one
+small set, ``BUNDLED_VECTORS`` (made by ``conformance_vectors/generate.py`` from the official code).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from srbench.errors import SRBenchError
 from .diffusion import ResShiftDiffusion
 from .network import UNetModelSwin, build_network
 
+BUNDLED_VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 TOLERANCES = {"schedule": 1e-6, "q_sample": 1e-4, "forward": 1e-4, "sampler": 1e-4}
 VECTOR_FILES = ("forward", "q_sample", "sampler")
 

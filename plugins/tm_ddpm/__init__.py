@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-import srbench
 from srbench import budget
 from srbench.engine import PatchSampler, TrainConfig, Trainer
 from srbench.errors import SRBenchError
@@ -178,7 +177,3 @@ class TMDDPM(Method):
                                                      eta=s["eta"], clip=s["clip_denoised"])
         return from_net(crop(x0, box))
 
-
-@srbench.hookimpl
-def register_methods(register):
-    register(TMDDPM)

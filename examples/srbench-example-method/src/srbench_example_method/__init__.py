@@ -3,7 +3,8 @@
 The network sees the LR slice already put on the HR grid (cubic B-spline, ``input_interpolator``) and predicts
 the missing detail: ``SR = LR + f(LR)``, with ``f`` three convolutions (9x9 feature extraction, 1x1 mapping,
 5x5 reconstruction, after Dong et al. 2016). Everything else - the training loop, devices, bf16 on CUDA, EMA,
-checkpoints, resume, progress, the data, scoring and the leaderboard - is srbench's.
+checkpoints, resume, progress, seeded initial weights, safetensors weights, the data, scoring and the
+leaderboard - is srbench's (``srbench.engine``, ``srbench.torch_method.TorchMethod``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 import srbench
-from srbench.engine import PatchSampler, TrainConfig, Trainer
-from srbench.errors import SRBenchError
-from srbench.method import Method, SlicePairs
+from srbench.engine import PatchSampler, Trainer
+from srbench.method import SlicePairs
+from srbench.torch_method import TorchMethod
 
 PRESETS = {
     # CPU-sized: 200 steps on the demo's train slices, about 10 s on 2 idle CPU cores (a short training, not a
@@ -55,31 +55,22 @@ class ResidualSRCNN(nn.Module):
         return lr + self.body(lr)
 
 
-class ExampleSRCNN(Method):
+class ExampleSRCNN(TorchMethod):
     name = "example-srcnn"
     version = "0.1.0"
     summary = "Residual 3-layer CNN (SRCNN-like) on B-spline-interpolated LR slices, L1 loss."
     citation = ("Dong C, Loy CC, He K, Tang X. Image super-resolution using deep convolutional networks. "
                 "IEEE TPAMI 38(2), 2016.")
     license = "MIT"
-    trains = True
     stochastic = False
     input_interpolator = "bspline"
     presets = PRESETS
     batch_size = 16
 
-    def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0):
-        super().__init__(preset=preset, device=device, seed=seed)
-        torch.manual_seed(seed)  # the initial weights depend on the run's seed only
-        self.net = ResidualSRCNN(self.settings["channels"], self.settings["kernels"]).to(self.device)
+    def build_network(self) -> nn.Module:
+        return ResidualSRCNN(self.settings["channels"], self.settings["kernels"])  # drawn from the run's seed
 
-    # --- the method card -----------------------------------------------------------------------------
-    def sampling_steps(self) -> int:
-        return 1  # one network evaluation per slice
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
-
+    # --- the method card; parameter count, save and load (safetensors, shape-checked) are the base's --------
     def card(self) -> dict:
         card = super().card()
         card.update(loss="L1(LR + f(LR), HR)", architecture="conv9-relu-conv1-relu-conv5, residual")
@@ -87,7 +78,7 @@ class ExampleSRCNN(Method):
 
     # --- training: a model, a loss and a sampler; srbench's Trainer does the rest -------------------------
     def fit(self, train: SlicePairs, val: SlicePairs | None, workdir: Path) -> dict:
-        cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
+        cfg = self.train_config()  # the preset's "train" table, seeded by the run
         sampler = PatchSampler(train, self.settings["patch"], cfg.batch_size, seed=self.seed)
 
         def loss_fn(net, batch):
@@ -99,22 +90,6 @@ class ExampleSRCNN(Method):
         self.net = trainer.inference_model()  # EMA weights
         record.update(loss="L1", patch=self.settings["patch"], train_slices=len(train))
         return record
-
-    # --- weights ---------------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(path), metadata={"method": self.name, "preset": self.preset})
-
-    def load(self, path: Path) -> None:
-        try:
-            state = load_file(str(path))
-            self.net.load_state_dict(state)
-        except (OSError, RuntimeError) as exc:  # a missing file, or weights of another preset
-            raise SRBenchError(f"{path}: not {self.name} weights for preset {self.preset!r} ({str(exc)[:120]})") \
-                from None
-        self.net.to(self.device)
 
     # --- inference: (N, 1, H, W) in [0, 1] -> same shape ---------------------------------------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
