@@ -152,6 +152,20 @@ def bicubic_run(tmp_path_factory) -> tuple[Path, Path]:
     return results, run_dir
 
 
+@pytest.fixture(scope="session")
+def bspline_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(results dir, run dir) of one in-process ``bspline`` run on ``demo`` (its pipeline is SimpleITK's alone,
+    so tests can recompute it independently). Read-only: copy before editing."""
+    from srbench.runner import RunOptions, run
+
+    plugins.reset()
+    results = tmp_path_factory.mktemp("session-bspline") / "results"
+    run_dir, ran = run(RunOptions(method="bspline", dataset="demo", results_dir=results))
+    assert ran
+    plugins.reset()
+    return results, run_dir
+
+
 @pytest.fixture
 def one_thread():
     """Micro networks gain nothing from threads, and on shared cores two threads stall each other."""

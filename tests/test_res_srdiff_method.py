@@ -87,6 +87,9 @@ def test_card_records_steps_head_and_respacing():
     card = rs.ResSRDiff(preset="tiny-t15").card()
     assert card["training_steps_T"] == 15 and card["sampling_steps"] == 4
     assert card["head"] == "residual" and card["shift_mask"] == "official"
+    assert card["head_formula"] == "x0 = y + g(x_t, t, y)" and card["input_interpolator"] == "bspline"
+    # untrained: the card says the loss is the preset's, not one that ran
+    assert card["loss"].startswith("4 x MSE") and card["loss_source"].startswith("the preset")
     official = rs.ResSRDiff(preset="tiny").card()
     assert official["training_steps_T"] == 4 and official["parameters"] == 4_055_791
 

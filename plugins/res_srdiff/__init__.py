@@ -95,7 +95,8 @@ class ResSRDiff(Method):
     def card(self) -> dict:
         card = super().card()
         card.update(training_steps_T=self.settings["diffusion"]["steps"], shift_mask=self.shift_mask,
-                    head="residual: x0 = y + g(x_t, t, y)" if self.head == "residual" else "plain: x0 = g(x_t, t, y)",
+                    head=self.head,
+                    head_formula="x0 = y + g(x_t, t, y)" if self.head == "residual" else "x0 = g(x_t, t, y)",
                     predict_type="xstart", clip_denoised=True)
         return card
 
