@@ -209,12 +209,17 @@ def read_dicom_series(directory: Path, label: str | None = None, uid: str | None
         except Exception as exc:  # noqa: BLE001
             raise SRBenchError(f"{label}: {f.name}: unreadable DICOM ({type(exc).__name__}: {str(exc)[:120]})") \
                 from None
+    images = [(f, h) for f, h in headers if "PixelData" in h]
+    headers = images or headers  # a report or presentation state beside the images is not part of the volume
     headers = _one_series(headers, directory, label, uid)
     order = slice_order(headers, label)
     _check_pixel_data(headers, order, label)
     ordered = [str(headers[i][0]) for i in order]
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(ordered)
+    # float out: ITK takes the pixel type of the first file, so a later file's fractional RescaleSlope would be
+    # truncated to integers without a word
+    reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         with native_stderr_silenced():
             image = reader.Execute()
@@ -254,6 +259,10 @@ def slice_order(headers: list, label: str) -> np.ndarray:
     if missing is not None:
         raise SRBenchError(f"{label}: {missing} lacks ImageOrientationPatient or ImagePositionPatient")
     o = np.array(orientations)
+    row, col = o[0, :3], o[0, 3:]
+    if abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2 or abs(row @ col) > 1e-2:
+        raise SRBenchError(f"{label}: ImageOrientationPatient {orientations[0]} is not two perpendicular unit "
+                           "vectors: a damaged header")
     if np.abs(o - o[0]).max() > ORIENTATION_TOL:
         distinct = len({tuple(np.round(r, 3)) for r in o})
         raise SRBenchError(f"{label}: mixed orientations: {distinct} different ImageOrientationPatient values "
@@ -293,14 +302,18 @@ def _check_pixel_spacing(headers: list, label: str) -> None:
 
 
 def _check_one_line(positions: np.ndarray, normal: np.ndarray, headers: list, label: str) -> None:
-    """Consecutive slices must step by one in-plane offset (zero, or a constant gantry tilt): slices shifted
-    sideways are two stacks in one series, which ITK would stitch into one wrong volume."""
+    """Consecutive slices must follow the slice normal. Slices shifted sideways are two stacks in one series, or a
+    sheared (gantry-tilted) stack: ITK would read either as a box of slices, silently wrong."""
     steps = np.diff(positions, axis=0)
     in_plane = steps - np.outer(steps @ normal, normal)
     pixel = min(floats(headers[0][1].get("PixelSpacing"), 2) or [1.0, 1.0])
     if np.abs(in_plane - np.median(in_plane, axis=0)).max() > 0.1 * pixel:
         raise SRBenchError(f"{label}: slice positions do not lie on one line (slices shifted sideways): two stacks "
                            "in one series?")
+    shear = float(np.linalg.norm(np.median(in_plane, axis=0)))
+    if shear > 0.05 * pixel:
+        raise SRBenchError(f"{label}: each slice is shifted {shear:.3g} mm sideways from the last (a gantry tilt or "
+                           "sheared stack); resample it to a regular grid first (e.g. dcm2niix)")
 
 
 def _itk_reason(exc: Exception) -> str:

@@ -59,6 +59,9 @@ def read_volume(path: str | os.PathLike) -> sitk.Image:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SRBenchError(f"{path}: expected a 3-D scalar volume, got {image.GetDimension()}-D with "
                            f"{image.GetNumberOfComponentsPerPixel()} component(s)")
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise SRBenchError(f"{path}: {image.GetPixelIDTypeAsString()} voxels are not magnitudes; save the magnitude "
+                           "image (abs) instead")
     image = sitk.Cast(image, sitk.sitkFloat32)
     if nonfinite is not None and nonfinite.size:
         array = sitk.GetArrayFromImage(image)

@@ -2,9 +2,9 @@
 
 Inputs are built from real MRI: a 32 x 32 x 10 crop of the MNI152 2009c T1 template that ships with nilearn,
 written as NIfTI and, scaled to int16, as DICOM series (one file per slice, as a scanner writes them), then
-broken the ways real files break: cut short, not an image, NaN, constant, another grid, 4-D, an empty mask,
-DICOM with a missing slice, a duplicated slice, two series in one folder, no DICOM at all, a truncated slice
-file; bad degradation specs, bad output paths and methods whose output is not an image.
+broken the ways real files break: cut short, not an image, NaN, constant, another grid, 4-D, complex voxels, an
+empty mask, DICOM with a missing slice, a duplicated slice, two series in one folder, no DICOM at all, a
+truncated slice file; bad degradation specs, bad output paths and methods whose output is not an image.
 
 Every case must end with a non-zero exit, one 'Error: ...' line naming the culprit, no traceback, and every file
 already on disk (inputs, earlier results, a previous output) exactly as it was, with nothing added.
@@ -60,6 +60,7 @@ def corpus(tmp_path_factory) -> Path:
     shifted.SetSpacing((1.2, 1.0, 1.0))
     sitk.WriteImage(shifted, str(root / "spacing.nii.gz"))
     sitk.WriteImage(sitk.JoinSeries([hr, hr]), str(root / "4d.nii.gz"))
+    sitk.WriteImage(sitk.RealAndImaginaryToComplex(hr, hr), str(root / "complex.nii.gz"))
     lr = sitk.Resample(hr, [16, 16, 5], sitk.Transform(), sitk.sitkLinear, hr.GetOrigin(),
                        [2 * s for s in hr.GetSpacing()], hr.GetDirection())
     sitk.WriteImage(lr, str(root / "lr.nii.gz"))
@@ -126,6 +127,7 @@ SCORE = [  # (case, --pred, --ref, --mask, words the error line must hold)
     ("other size", "lr.nii.gz", "hr.nii.gz", None, ["lr.nii.gz", "hr.nii.gz", "not on one grid"]),
     ("other spacing", "spacing.nii.gz", "hr.nii.gz", None, ["spacing.nii.gz", "different spacing"]),
     ("4-D volume", "4d.nii.gz", "hr.nii.gz", None, ["4d.nii.gz", "3-D"]),
+    ("complex voxels", "complex.nii.gz", "hr.nii.gz", None, ["complex.nii.gz", "magnitude"]),
     ("empty mask", "pred.nii.gz", "hr.nii.gz", "zeros.nii.gz", ["zeros.nii.gz", "empty"]),
     ("mask on another grid", "pred.nii.gz", "hr.nii.gz", "lr.nii.gz", ["lr.nii.gz", "not on one grid"]),
     ("DICOM slice missing", "gap", "dcm", None, ["gap", "1-03.dcm", "a slice file is missing"]),

@@ -119,3 +119,31 @@ def test_without_pydicom_the_error_says_how_to_install_it(tmp_path, monkeypatch)
         require_pydicom()
     assert "\n" not in str(info.value)
     refused(folder, "pip install pydicom")
+
+
+def test_a_sheared_stack_is_refused(tmp_path):
+    folder = series(tmp_path)
+    import pydicom
+
+    for k in range(1, 7):  # each slice 0.5 mm further along x: a gantry tilt ITK would read as a straight box
+        path = folder / f"1-0{k}.dcm"
+        ds = pydicom.dcmread(str(path))
+        ds.ImagePositionPatient = [float(ds.ImagePositionPatient[0]) + 0.5 * k, *ds.ImagePositionPatient[1:]]
+        ds.save_as(str(path))
+    refused(folder, "sheared stack")
+
+
+def test_each_slice_keeps_its_own_rescale_and_non_images_are_left_out(tmp_path):
+    folder = series(tmp_path)
+    import pydicom
+
+    ds = pydicom.dcmread(str(folder / "1-03.dcm"))
+    ds.RescaleSlope, ds.RescaleIntercept = 0.5, 0.25  # a fractional slope on a slice that is not the first
+    ds.save_as(str(folder / "1-03.dcm"))
+    report = pydicom.dcmread(str(folder / "1-01.dcm"))
+    del report.PixelData  # a non-image object of the same series (a report, a presentation state)
+    report.SOPInstanceUID += ".99"
+    report.save_as(str(folder / "report.dcm"))
+    expected = phantom(SHAPE).astype(np.float32)
+    expected[2] = expected[2] * 0.5 + 0.25
+    np.testing.assert_allclose(sitk.GetArrayFromImage(read_volume(folder)), expected)
