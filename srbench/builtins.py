@@ -41,6 +41,8 @@ def register_commands(cli):
 
     import click
 
+    from .cli_common import data_root_opt, json_opt
+
     @cli.group("cache")
     def cache_group():
         """The preprocessing cache ($SRBENCH_CACHE, default ~/.cache/srbench)."""
@@ -66,8 +68,8 @@ def register_commands(cli):
     @click.option("-g", "--degradation", default=None, help="Degradation spec (default: the dataset's protocol).")
     @click.option("-i", "--interpolators", default=None,
                   help="Comma-separated LR-to-HR interpolators to check (default: all).")
-    @click.option("--data-root", default=None, help="Root folder of the dataset's files.")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @data_root_opt()
+    @json_opt()
     def check_splits(dataset, degradation, interpolators, data_root, as_json):
         """Show that perturbing one split's HR content leaves every other split's LR inputs bit-identical."""
         from dataclasses import asdict

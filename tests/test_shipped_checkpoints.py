@@ -79,18 +79,20 @@ def test_every_learned_checkpoint_saw_the_same_budget():
 
 
 def test_the_cards_state_the_loss_that_ran():
-    card = _training_record("res-srdiff")["method_card"]
+    trained = _training_record("res-srdiff")
+    assert "LPIPS term dropped" in trained["training"]["loss"]
+    row, _ = _latest("res-srdiff")  # the committed run's card: what ran, from the weights' training record
+    card = row["method_card"]
     assert "LPIPS term dropped" in card["loss"] and card["loss_source"].startswith("the training record")
-    assert card["head"] == "residual" and card["input_interpolator"] == "bspline"
-    row, _ = _latest("res-srdiff")
-    assert "LPIPS term dropped" in row["method_card"]["loss"]  # the committed run's card too
+    assert card["head"] == "residual" and card["head_formula"] == "x0 = y + g(x_t, t, y)"
+    assert card["input_interpolator"] == "bspline" and card["budget"]["samples_seen"] == budget.TINY.samples
 
 
 @pytest.mark.parametrize("method", sorted(LEARNED))
 def test_the_leaderboard_row_is_the_shipped_checkpoint(method):
     row, _ = _latest(method)
     assert row["weights"]["source"] == "shipped" and row["weights"]["sha256"] == sha256_file(_weights(method))
-    assert row["training"]["budget"]["samples_seen"] == budget.TINY.samples
+    assert row["method_card"]["budget"]["samples_seen"] == budget.TINY.samples
 
 
 def test_the_shipped_res_srdiff_checkpoint_reproduces_its_committed_scores():
