@@ -280,7 +280,7 @@ def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
     from . import panels  # a few predicted slices kept for the report's qualitative panels
 
     rows, timings = [], {"predict_s": 0.0, "score_s": 0.0}
-    n_slices, skipped, examples = 0, 0, None
+    n_slices, skipped, examples = 0, 0, []
     rank, world = distributed.rank(), distributed.world_size()
     with _progress(console) as progress:
         for index, case in enumerate(s.dataset.cases("test")):
@@ -289,8 +289,8 @@ def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
             p = prepare(case, s.degradation, s.opts.seed)
             skipped += len(p.skipped)
             sr = _predict(s.method, p, progress, timings)
-            if examples is None and p.slices:  # first test case with slices: panels.example_slices
-                examples = (index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator))
+            if len(examples) < panels.MAX_CASES and p.slices:  # first test cases with slices: panels.example_slices
+                examples.append((index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator)))
             rows += [(index, row) for row in _score(s.method, p, sr, metrics, timings)]
             n_slices += len(p.slices)
     return Evaluation(rows, timings, n_slices, skipped, examples)
@@ -325,11 +325,12 @@ def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
         ev = Evaluation(rows=[r for part in parts for r in part.rows],
                         timings={k: sum(part.timings[k] for part in parts) for k in ev.timings},  # summed compute
                         n_slices=sum(part.n_slices for part in parts), skipped=sum(part.skipped for part in parts),
-                        examples=min((part.examples for part in parts if part.examples is not None),
-                                     key=lambda e: e[0], default=None))
+                        examples=[e for part in parts for e in part.examples])
         ev.timings["processes"] = distributed.world_size()
     ev.rows = [row for _, row in sorted(ev.rows, key=lambda r: r[0])]  # stable: case order, then slice order
-    ev.examples = ev.examples[1] if ev.examples is not None else None
+    from .panels import MAX_CASES
+
+    ev.examples = [e for _, e in sorted(ev.examples, key=lambda e: e[0])][:MAX_CASES]  # the first test cases
     if not ev.rows:
         raise SRBenchError(f"dataset {dataset_name!r}: no test slices to score")
     ev.timings["sec_per_slice"] = ev.timings["predict_s"] / ev.n_slices
