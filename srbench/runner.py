@@ -36,7 +36,7 @@ from .dataset_spec import make_dataset  # also reached as runner.make_dataset
 from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
 from .lock import run_lock
-from .outputs import check_results_dir
+from .outputs import check_output_path, check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
@@ -383,6 +383,7 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     """
     distributed.init()
     console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
+    check_output_path(output)  # before hours of training, not after
     method_cls = lookup("methods", opts.method)
     if not method_cls.trains:
         raise SRBenchError(f"method {opts.method!r} does not train")
