@@ -3,8 +3,9 @@ method (samples seen, wall time, device), the hardware the run predicted on, and
 
 The training budget comes from the record's ``training`` entry: the weights' training record (shipped or
 ``--checkpoint`` weights: the engine's record is nested under its own ``training`` key) or the engine's record
-of a run that trained. A ``budget`` entry there (``samples``, ``steps``, ``batch_size``, ``seconds``,
-``device``) is read first; without it, samples seen = steps x ``config.batch_size`` and the wall time and device
+of a run that trained. A ``budget`` entry there (``samples_seen``, ``steps``, ``batch_size``,
+``wall_seconds``, ``device``, as :mod:`srbench.budget` records it; ``samples`` and ``seconds`` also read) is
+read first; without it, samples seen = steps x ``config.batch_size`` and the wall time and device
 are the engine's ``seconds`` and ``device``.
 """
 
@@ -29,7 +30,7 @@ def training_budget(record: dict) -> dict | None:
     if not isinstance(training, dict) or not training:
         return None
     engine = _engine(training)
-    budget = engine.get("budget") or training.get("budget") or {}
+    budget = next((b for b in (engine.get("budget"), training.get("budget")) if isinstance(b, dict)), {})
     config = engine.get("config") or {}
     steps = _number(budget.get("steps", engine.get("steps")))
     batch = _number(budget.get("batch_size", config.get("batch_size")))
@@ -41,7 +42,8 @@ def training_budget(record: dict) -> dict | None:
     if device and str(device).startswith("cuda") and hardware.get("gpu"):
         device = f"{device} ({hardware['gpu']})"
     return {"samples": samples, "steps": steps, "batch_size": batch,
-            "seconds": _number(budget.get("seconds", engine.get("seconds"))), "device": device}
+            "seconds": _number(budget.get("wall_seconds", budget.get("seconds", engine.get("seconds")))),
+            "device": device}
 
 
 def run_device(record: dict) -> str | None:

@@ -20,6 +20,9 @@ ENGINE = {"steps": 500, "seconds": 90.0, "device": "cuda:0", "config": {"batch_s
     ({"training": {**ENGINE, "budget": {"samples": 4096, "steps": 512, "batch_size": 8, "seconds": 12.5,
                                         "device": "cpu"}}},  # a declared budget wins
      {"samples": 4096, "steps": 512, "batch_size": 8, "seconds": 12.5, "device": "cpu"}),
+    ({"training": {**ENGINE, "budget": {"name": "tiny", "samples_seen": 1024, "planned_samples": 2048, "steps": 256,
+                                        "batch_size": 4, "wall_seconds": 33.3, "device": "cpu"}}, "budget": "tiny"},
+     {"samples": 1024, "steps": 256, "batch_size": 4, "seconds": 33.3, "device": "cpu"}),  # srbench.budget's record
     ({"training": {"steps": 10}}, {"samples": None, "steps": 10, "batch_size": None, "seconds": None,
                                    "device": None}),
 ])
