@@ -35,7 +35,7 @@ test: install
 leaderboard: install
 	$(BIN)/srbench leaderboard --format md -o leaderboards/README.md
 	$(BIN)/srbench leaderboard --format csv -o leaderboards/leaderboard.csv
-	$(BIN)/srbench leaderboard --format html -o leaderboards/report.html
+	$(BIN)/srbench report -o leaderboards/report.html
 	$(BIN)/srbench leaderboard --format latex -o leaderboards/leaderboard.tex
 
 clean:

@@ -258,9 +258,13 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, t
 
         text = to_report(df, direction, sig, case=case)
     elif fmt == "html":
-        text = lb.to_html(df, direction, sig=sig)
+        from .report import to_report
+
+        text = to_report(df, direction, sig, figures=False)
     elif fmt == "latex":
-        text = lb.to_latex(df, direction, sig)
+        from .latex import to_latex
+
+        text = to_latex(df, direction, sig)
     else:
         text = lb.to_markdown(df, direction, sig)
     if output:

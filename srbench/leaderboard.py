@@ -1,4 +1,5 @@
-"""The leaderboard, built from run records (never kept by hand): CSV, Markdown, LaTeX and HTML.
+"""The leaderboard, built from run records (never kept by hand): its rows, marks and notes; CSV, JSON and
+Markdown here, LaTeX in :mod:`srbench.latex` (pandas Styler), HTML in :mod:`srbench.report` (Jinja2 template).
 
 One row per method x preset x dataset x degradation: the most recently finished run. Tables show per-slice
 mean ± SD (the paper's convention); within each dataset x degradation block the best value of each metric is
@@ -9,7 +10,10 @@ protocol ``paper`` (Shapiro-Wilk on residuals -> ANOVA + Tukey HSD, or Kruskal-W
 every export states which were used and, per metric, which omnibus and post-hoc tests ran.
 
 CSV columns: ``method, preset, dataset, degradation, n_slices, <metric>_mean, <metric>_std`` (psnr, ssim, gmsd,
-lpips; empty when unavailable), ``sec_per_slice, parameters, sampling_steps, weights, run_id, finished_at`` and
+lpips; empty when unavailable), ``sec_per_slice`` and ``device`` (the run's inference device), the training
+budget ``train_samples`` (steps x batch), ``train_steps, train_batch_size, train_seconds, train_device`` (empty
+for a method that does not train; see :mod:`srbench.provenance`), ``parameters, sampling_steps, weights, run_id,
+finished_at`` and
 ``<metric>_not_sig_from_best``: True when the row is not its block's best for that metric and its difference from
 the best is not significant (the asterisk), False otherwise (the best itself, or significantly different), empty
 when no statistics exist for that metric (unavailable metric, or the block's statistics failed: see the notes).
@@ -17,7 +21,6 @@ when no statistics exist for that metric (unavailable metric, or the block's sta
 
 from __future__ import annotations
 
-import html
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import provenance as pv
 from . import record as rec
 from . import stats as st
 from .errors import SRBenchError
@@ -35,7 +39,8 @@ BLOCK = ["dataset", "degradation"]
 NOT_SIG = "{}_not_sig_from_best"
 COLUMNS = (["method", "preset", "dataset", "degradation", "n_slices"]
            + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-           + ["sec_per_slice", "parameters", "sampling_steps", "weights", "run_id", "finished_at"]
+           + ["sec_per_slice", "device", "train_samples", "train_steps", "train_batch_size", "train_seconds",
+              "train_device", "parameters", "sampling_steps", "weights", "run_id", "finished_at"]
            + [NOT_SIG.format(m) for m in METRICS])
 
 
@@ -48,7 +53,10 @@ def _row(r: dict) -> dict:
         s = summary.get(m)
         row[f"{m}_mean"] = s["mean"] if s else np.nan
         row[f"{m}_std"] = s["std"] if s else np.nan
-    row.update(sec_per_slice=r["timings"]["sec_per_slice"], parameters=card.get("parameters"),
+    budget = pv.training_budget(r) or {}
+    row.update(sec_per_slice=r["timings"]["sec_per_slice"], device=pv.run_device(r),
+               **{f"train_{k}": budget.get(k) for k in ("samples", "steps", "batch_size", "seconds", "device")})
+    row.update(parameters=card.get("parameters"),
                sampling_steps=card.get("sampling_steps"), weights=r.get("weights", {}).get("source"),
                run_id=r["run_id"], finished_at=r["finished_at"], _dir=r["_dir"])
     return row
@@ -71,6 +79,8 @@ def load_table(results_dir: Path, dataset: str | None = None, degradation: str |
         df = df[df.dataset == dataset]
     if degradation:
         df = df[df.degradation == degradation]
+    for c in ("train_samples", "train_steps", "train_batch_size"):  # counts, empty for methods that do not train
+        df[c] = pd.to_numeric(df[c]).round().astype("Int64")
     # The newest run of each key, whole: groupby().last() would fill its missing values from older runs.
     df = df.sort_values("finished_at", kind="stable").drop_duplicates(KEY, keep="last")
     return df.sort_values(["dataset", "degradation", "psnr_mean"], ascending=[True, True, False]).reset_index(drop=True)
@@ -233,6 +243,9 @@ def _block_text(b: BlockStats) -> str:
 # --- formatting -----------------------------------------------------------------------------------------------
 
 DIGITS = {"psnr": 2, "ssim": 4, "gmsd": 4, "lpips": 4}
+BUDGET_NOTE = ("s/slice = inference seconds per slice on the run's device; samples seen = training steps × batch "
+               "(the training budget of a learned method, — when it does not train), train time = its wall time, "
+               "train device = where it trained; params = trainable parameters; steps = sampling steps.")
 
 
 def _cell(mean, std, digits=4) -> str:
@@ -261,10 +274,29 @@ def _sec(x) -> str:
 def _head(direction: dict) -> list[str]:
     arrows = {m: "↑" if direction.get(m) == "higher" else "↓" for m in METRICS}
     return (["dataset", "degradation", "method", "preset", "n"] + [f"{m.upper()} {arrows[m]}" for m in METRICS]
-            + ["s/slice", "params", "steps"])
+            + ["s/slice", "device", "samples seen", "train time", "train device", "params", "steps"])
+
+
+def _budget_cells(r) -> list[str]:
+    """device, samples seen, train time, train device: the run's inference device and training budget."""
+    if pd.isna(r.get("train_samples")) and pd.isna(r.get("train_seconds")):
+        budget = None
+    else:
+        budget = {"samples": None if pd.isna(r.get("train_samples")) else r.get("train_samples"),
+                  "steps": None if pd.isna(r.get("train_steps")) else r.get("train_steps"),
+                  "batch_size": None if pd.isna(r.get("train_batch_size")) else r.get("train_batch_size")}
+    seconds = r.get("train_seconds")
+    return [_text(r.get("device")), pv.samples_text(budget),
+            pv.duration(None if seconds is None or pd.isna(seconds) else float(seconds)), _text(r.get("train_device"))]
+
+
+def _text(value) -> str:
+    return "—" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
 def to_markdown(df: pd.DataFrame, direction: dict, sig: Significance | None = None) -> str:
+    """A pipe table (GitHub Markdown) with the notes under it. Written here: pandas' ``to_markdown`` needs
+    ``tabulate``, which is not a dependency, and a pipe table is one line per row; cells escape ``|``."""
     rk, marked = ranks(df, direction), _marked(df)
     head = _head(direction)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -274,154 +306,51 @@ def to_markdown(df: pd.DataFrame, direction: dict, sig: Significance | None = No
             text = _cell(r[f"{m}_mean"], r[f"{m}_std"], DIGITS[m])
             text = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(rk.loc[idx, m], text)
             cells.append(text + ("<sup>\\*</sup>" if marked.loc[idx, m] else ""))
-        cells += [_sec(r.sec_per_slice), _count(r.get("parameters")), _steps(r.get("sampling_steps"))]
+        cells += [_sec(r.sec_per_slice), *_budget_cells(r), _count(r.get("parameters")),
+                  _steps(r.get("sampling_steps"))]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines.append("")
     lines.append("Mean ± SD over test slices; **best**, <u>second</u>; — = metric unavailable (see the run record); "
-                 "s/slice = inference seconds per slice; params = trainable parameters; steps = sampling steps.")
+                 f"{BUDGET_NOTE}")
     for note in stats_notes(sig):
         lines += ["", note.replace("*", "\\*", 1) if note.startswith("*") else note]
     return "\n".join(lines) + "\n"
 
 
-# --- LaTeX ----------------------------------------------------------------------------------------------------
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-        ">": r"\textgreater{}", "|": r"\textbar{}"}
-_TEX_TEXT = {"α": r"$\alpha$", "±": r"$\pm$", "–": "--", "—": "---", "~": r"$\sim$", "≥": r"$\geq$",
-             "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
-
-
-def tex_escape(text) -> str:
-    """``text`` safe in LaTeX text mode: the ten special characters (and < > |) escaped, a few Unicode signs
-    written as LaTeX."""
-    return "".join(_TEX.get(ch) or _TEX_TEXT.get(ch) or ch for ch in str(text))
-
-
-def _tex_cell(mean, std, digits) -> str:
-    return "--" if pd.isna(mean) else f"{mean:.{digits}f} $\\pm$ {std:.{digits}f}"
-
-
-def _tex_caption(sig: Significance | None) -> str:
-    text = (r"Per-slice mean $\pm$ SD on the test split; best in \textbf{bold}, second \underline{underlined}; "
-            "-- = unavailable; s/slice = inference seconds per slice; Params = trainable parameters; "
-            "Steps = sampling steps.")
-    notes = stats_notes(sig)
-    if not notes:
-        return text
-    notes = [notes[0].removeprefix("* = ")] + notes[1:]
-    return " ".join([text, "$^{*}$:"] + [tex_escape(n).replace(r" \textasciitilde{} ", r" $\sim$ ") for n in notes])
-
-
-def to_latex(df: pd.DataFrame, direction: dict, sig: Significance | None = None,
-             label: str = "tab:srbench") -> str:
-    r"""A booktabs ``table`` ready to paste (needs ``\usepackage{booktabs}``): one section per dataset x
-    degradation, best ``\textbf``, second ``\underline``, ``$^{*}$`` where the difference from the best is not
-    significant; the caption states the statistics."""
-    rk, marked = ranks(df, direction), _marked(df)
-    arrows = {m: r"$\uparrow$" if direction.get(m) == "higher" else r"$\downarrow$" for m in METRICS}
-    head = ["Method"] + [f"{m.upper()} {arrows[m]}" for m in METRICS] + ["s/slice", "Params", "Steps"]
-    n_cols = len(head)
-    caption = _tex_caption(sig)
-    lines = ["% srbench leaderboard; needs \\usepackage{booktabs}", "\\begin{table}[tbp]", "\\centering",
-             "\\small", f"\\caption{{{caption}}}", f"\\label{{{label}}}",
-             "\\begin{tabular}{l" + "r" * (n_cols - 1) + "}", "\\toprule", " & ".join(head) + " \\\\"]
-    for (dataset, degradation), block in df.groupby(BLOCK, sort=False):
-        labels = _labels(block)
-        lines += ["\\midrule",
-                  f"\\multicolumn{{{n_cols}}}{{l}}{{\\emph{{{tex_escape(dataset)} / {tex_escape(degradation)}}}}} \\\\"]
-        for idx, r in block.iterrows():
-            cells = [tex_escape(labels[idx])]
-            for m in METRICS:
-                text = _tex_cell(r[f"{m}_mean"], r[f"{m}_std"], DIGITS[m])
-                text = {1: f"\\textbf{{{text}}}", 2: f"\\underline{{{text}}}"}.get(rk.loc[idx, m], text)
-                cells.append(text + ("$^{*}$" if marked.loc[idx, m] else ""))
-            cells += [tex_escape(_sec(r.sec_per_slice)).replace("---", "--"),
-                      tex_escape(_count(r.get("parameters"))).replace("---", "--").replace(" ", "~"),
-                      tex_escape(_steps(r.get("sampling_steps"))).replace("---", "--")]
-            lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
 # --- HTML -----------------------------------------------------------------------------------------------------
 
-SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(table => {
-  const heads = [...table.tHead.rows[0].cells];
-  heads.forEach((th, col) => th.addEventListener('click', () => {
-    const body = table.tBodies[0];
-    const asc = th.getAttribute('aria-sort') !== 'ascending';
-    heads.forEach(h => h.removeAttribute('aria-sort'));
-    th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
-    const key = tr => { const c = tr.children[col];
-      const raw = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
-      const v = raw === '' ? NaN : Number(raw);
-      return {num: !isNaN(v), v: isNaN(v) ? c.textContent.trim() : v, missing: raw === '' || raw === '—'}; };
-    const cmp = (a, b) => {
-      if (a.missing || b.missing) return a.missing - b.missing;   // missing values always last
-      if (a.num && b.num) return a.v - b.v;
-      return String(a.v).localeCompare(String(b.v));
-    };
-    [...body.rows].map((r, i) => [r, key(r), i])
-      .sort((x, y) => { const m = x[1].missing || y[1].missing; const c = cmp(x[1], y[1]);
-                        return (m ? c : c * (asc ? 1 : -1)) || x[2] - y[2]; })
-      .forEach(([r]) => body.appendChild(r));
-  }));
-});
-"""
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}
-th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-th{cursor:pointer;background:#f4f4f4;user-select:none}th[aria-sort=ascending]::after{content:" ▲"}
-th[aria-sort=descending]::after{content:" ▼"}td:nth-child(-n+4){text-align:left}
-.note{color:#555;font-size:.9em;max-width:1100px}sup{color:#b00}figure{margin:1.5em 0}
-figcaption{color:#555;font-size:.9em;max-width:1100px}img{max-width:100%;height:auto}"""
 
 
-def table_html(df: pd.DataFrame, direction: dict, table_id: str = "leaderboard") -> str:
-    """The sortable ``<table>`` (one row per run): best bold, second underlined, asterisk marks."""
+
+
+
+def table_cells(df: pd.DataFrame, direction: dict) -> tuple[list[str], list[dict]]:
+    """(header, rows) of the HTML table, for the report's template: each row ``{"run": run id, "cells": [...]}``,
+    each cell ``{"text", "sort"}`` (the number sorted on, "" when none) plus ``rank`` (1 best, 2 second) and
+    ``marked`` (difference from the best not significant) on score cells."""
     rk, marked = ranks(df, direction), _marked(df)
     rows = []
     for idx, r in df.iterrows():
-        tds = [f"<td>{html.escape(str(v))}</td>" for v in (r.dataset, r.degradation, r.method, r.preset)]
-        tds.append(f'<td data-v="{int(r.n_slices)}">{int(r.n_slices)}</td>')
+        cells = [{"text": str(v)} for v in (r.dataset, r.degradation, r.method, r.preset)]
+        cells.append({"text": str(int(r.n_slices)), "sort": repr(float(r.n_slices))})
         for m in METRICS:
             mean = r[f"{m}_mean"]
-            text = html.escape(_cell(mean, r[f"{m}_std"], DIGITS[m]))
-            text = {1: f"<b>{text}</b>", 2: f"<u>{text}</u>"}.get(rk.loc[idx, m], text)
-            if marked.loc[idx, m]:
-                text += '<sup title="difference from the best not significant">*</sup>'
-            tds.append(f'<td data-v="{"" if pd.isna(mean) else repr(float(mean))}">{text}</td>')
+            cells.append({"text": _cell(mean, r[f"{m}_std"], DIGITS[m]), "sort": "" if pd.isna(mean) else repr(float(mean)),
+                          "rank": int(rk.loc[idx, m]), "marked": bool(marked.loc[idx, m])})
+        device, samples, train_time, train_device = _budget_cells(r)
         params, steps = r.get("parameters"), r.get("sampling_steps")
-        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (params, _count(params)), (steps, _steps(steps))):
-            v = "" if value is None or pd.isna(value) else repr(float(value))
-            tds.append(f'<td data-v="{v}">{html.escape(text)}</td>')
-        rows.append(f'<tr data-run="{html.escape(str(r.run_id))}">' + "".join(tds) + "</tr>")
-    return (f'<table class="sortable" id="{table_id}"><thead><tr>'
-            + "".join(f"<th>{html.escape(h)}</th>" for h in _head(direction))
-            + f"</tr></thead>\n<tbody>{''.join(rows)}</tbody></table>")
+        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (None, device), (r.get("train_samples"), samples),
+                            (r.get("train_seconds"), train_time), (None, train_device), (params, _count(params)),
+                            (steps, _steps(steps))):
+            if value is None and text != "—":  # a text column: sorted alphabetically
+                cells.append({"text": text})
+            else:
+                cells.append({"text": text, "sort": "" if value is None or pd.isna(value) else repr(float(value))})
+        rows.append({"run": str(r.run_id), "cells": cells})
+    return _head(direction), rows
 
 
-def table_notes_html(sig: Significance | None, notes=()) -> str:
-    base = ("Mean ± SD over test slices; best in bold, second underlined; — = metric unavailable; s/slice = "
-            "inference seconds per slice; params = trainable parameters; steps = sampling steps. "
-            "Click a column header to sort.")
-    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in [base, *stats_notes(sig), *notes])
-
-
-def to_html(df: pd.DataFrame, direction: dict, title: str = "srbench leaderboard", notes: list[str] = (),
-            sig: Significance | None = None) -> str:
-    """The table alone as one HTML page (``srbench.report.to_report`` adds box plots and panels)."""
-    return page(title, table_html(df, direction) + table_notes_html(sig, notes))
-
-
-def page(title: str, body: str) -> str:
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{STYLE}</style></head>
-<body><h1>{html.escape(title)}</h1>
-{body}
-<script>{SORT_JS}</script></body></html>
-"""
+def table_notes(sig: Significance | None, notes=()) -> list[str]:
+    base = ("Mean ± SD over test slices; best in bold, second underlined; — = metric unavailable; "
+            f"{BUDGET_NOTE} Click a column header to sort.")
+    return [base, *stats_notes(sig), *notes]

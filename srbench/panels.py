@@ -1,7 +1,8 @@
 """Qualitative panels (the paper's Figures 3-4): a few predicted slices kept by every run, and the figure.
 
 **What a run keeps** (``examples.npz`` in its run directory, written by the runner, atomically, before the
-record): for the FIRST test case of the dataset (in the order ``Dataset.cases("test")`` gives) and its usable
+record): for each of the first :data:`MAX_CASES` test cases of the dataset (in the order
+``Dataset.cases("test")`` gives; the report shows the first unless told ``--case``) and its usable
 slices ``u`` (sorted, as scored), the slices at 25 %, 50 % and 75 % of that list, i.e.
 ``u[floor(f * (len(u) - 1) + 0.5)]`` for ``f`` in :data:`FRACTIONS` (duplicates dropped). The rule depends only
 on the test split and the HR data, never on the method, so every method on a dataset keeps the SAME slices.
@@ -15,6 +16,13 @@ Arrays (``K`` kept slices; ``h x w`` the stored window of the ``H x W`` slice, s
 - ``mask``: bool ``(K, h, w)``; all True when the dataset has no mask (``has_mask`` False).
 - ``slices``: int ``(K,)``, axial indices in the case's HR volume; ``case``, ``interpolator``, ``rule``: str.
 - ``origin``: int ``(2,)``, the window's first (row, column) in the full slice; ``full_shape``: ``(H, W)``.
+- Through-plane images of the predicted slab (:func:`through_planes`): ``coronal_{sr,hr,lr,mask}`` float16 /
+  bool ``(len(u), w)``, one image row per usable slice (in ``u`` order, first slice at the bottom when shown),
+  at the row ``coronal_index`` of the volume (the middle of the mask's bounding box over the usable slices);
+  ``sagittal_*`` the same ``(len(u), h)`` at the column ``sagittal_index``; ``spacing`` float ``(3,)``: the HR
+  voxel spacing (x, y, z) in mm, so that a figure draws them with the right aspect.
+- The first case's arrays are stored under these names; case ``i`` of the kept ones (``i >= 1``) under
+  ``"{i}.<name>"``; ``cases`` lists the kept case ids in order.
 
 The stored window (:func:`storage_box`) is the bounding box of the mask over the kept slices plus
 :data:`MARGIN` pixels (the whole slice without a mask); when it holds more than :data:`MAX_PIXELS` pixels it is
@@ -46,6 +54,8 @@ from pathlib import Path
 import numpy as np
 
 EXAMPLES = "examples.npz"
+MAX_CASES = 4  # test cases whose examples a run keeps (the report's --case chooses among them)
+PLANES = ("axial", "coronal", "sagittal")
 ERODE = 3
 MARGIN = 4
 MAX_PIXELS = 55_000  # per stored slice: 3 arrays x 3 slices x 2 bytes x 55 000 < 1 MB
@@ -71,17 +81,37 @@ def take_examples(case_id: str, prepared, sr: np.ndarray, interpolator: str) -> 
     keep = example_slices(prepared.slices)
     position = {k: i for i, k in enumerate(prepared.slices)}
     rows = [position[k] for k in keep]
-    lr = to_array(resample_to(prepared.lr, prepared.hr, interpolator))[keep]
+    lr_all = to_array(resample_to(prepared.lr, prepared.hr, interpolator))
+    lr = lr_all[keep]
     has_mask = prepared.mask is not None
     mask = prepared.mask[keep] > 0 if has_mask else np.ones((len(keep),) + sr.shape[1:], bool)
     r0, r1, c0, c1 = storage_box(mask.any(axis=0))
     window = (slice(None), slice(r0, r1), slice(c0, c1))
+    used = list(prepared.slices)
+    slab_mask = prepared.mask[used] > 0 if has_mask else np.ones(sr.shape, bool)
+    slab = {"sr": np.clip(sr, 0.0, 1.0), "hr": prepared.hr_array[used], "lr": np.clip(lr_all[used], 0.0, 1.0),
+            "mask": slab_mask}
     return {"sr": np.clip(sr[rows], 0.0, 1.0)[window].astype(np.float16),
             "hr": prepared.hr_array[keep][window].astype(np.float16),
             "lr": np.clip(lr, 0.0, 1.0)[window].astype(np.float16), "mask": mask[window],
             "has_mask": np.array(has_mask), "slices": np.array(keep, dtype=np.int64), "case": np.array(str(case_id)),
             "interpolator": np.array(str(interpolator)), "rule": np.array(RULE),
-            "origin": np.array([r0, c0], dtype=np.int64), "full_shape": np.array(sr.shape[1:], dtype=np.int64)}
+            "origin": np.array([r0, c0], dtype=np.int64), "full_shape": np.array(sr.shape[1:], dtype=np.int64),
+            "spacing": np.array(prepared.hr.GetSpacing(), dtype=np.float64), **through_planes(slab)}
+
+
+def through_planes(slab: dict) -> dict:
+    """Coronal and sagittal images of a predicted slab (arrays ``(len(u), H, W)`` in usable-slice order): the
+    volume's row and column through the middle of the mask's bounding box, each cropped to that box (plus
+    :data:`MARGIN`). See the module docstring for the stored names."""
+    r0, r1, c0, c1 = crop_box(slab["mask"].any(axis=0))
+    row, col = (r0 + r1) // 2, (c0 + c1) // 2
+    out = {"coronal_index": np.array(row, dtype=np.int64), "sagittal_index": np.array(col, dtype=np.int64)}
+    for key, value in slab.items():
+        kind = bool if key == "mask" else np.float16
+        out[f"coronal_{key}"] = np.ascontiguousarray(value[:, row, c0:c1]).astype(kind)
+        out[f"sagittal_{key}"] = np.ascontiguousarray(value[:, r0:r1, col]).astype(kind)
+    return out
 
 
 def storage_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -96,15 +126,32 @@ def storage_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(r0), int(r1), int(c0), int(c1)
 
 
-def save_examples(path: Path, examples: dict | None) -> None:
-    """Write ``examples`` (from :func:`take_examples`) to ``path`` atomically; nothing when None."""
+def save_examples(path: Path, examples: dict | list | None) -> None:
+    """Write ``examples`` (one :func:`take_examples` dict, or a list of them, one per kept case) to ``path``
+    atomically; nothing when None or empty."""
     from .record import atomic_write_bytes
 
-    if examples is None:
+    cases = [examples] if isinstance(examples, dict) else list(examples or [])
+    if not cases:
         return
+    arrays = dict(cases[0], cases=np.array([str(c["case"]) for c in cases]))
+    for i, more in enumerate(cases[1:], start=1):
+        arrays.update({f"{i}.{key}": value for key, value in more.items()})
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **examples)
+    np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+@dataclass
+class Plane:
+    """One through-plane image of the predicted slab (coronal or sagittal), float32, shown bottom-up."""
+
+    index: int  # the volume's row (coronal) or column (sagittal)
+    sr: np.ndarray
+    hr: np.ndarray
+    lr: np.ndarray
+    mask: np.ndarray
+    aspect: float  # slice spacing / in-plane spacing: the height of one image row in pixel widths
 
 
 @dataclass
@@ -118,20 +165,45 @@ class Examples:
     interpolator: str
     origin: tuple[int, int] = (0, 0)  # the stored window's first (row, column) in the full slice
     full_shape: tuple[int, int] | None = None
+    planes: dict = None  # "coronal" / "sagittal" -> Plane (runs recorded before they were kept: empty)
 
 
-def load_examples(run_dir: Path) -> Examples | None:
-    """A run's kept slices, or None when the run kept none (older runs)."""
+def kept_cases(run_dir: Path) -> list[str]:
+    """The test cases whose examples a run kept (first = the report's default)."""
+    path = Path(run_dir) / EXAMPLES
+    if not path.is_file():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        return [str(c) for c in z["cases"]] if "cases" in z.files else [str(z["case"])]
+
+
+def load_examples(run_dir: Path, case: str | None = None) -> Examples | None:
+    """A run's kept slices of ``case`` (default: the first kept case), or None when the run kept none of it."""
     path = Path(run_dir) / EXAMPLES
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return Examples(case=str(z["case"]), slices=[int(k) for k in z["slices"]],
-                        sr=z["sr"].astype(np.float32), hr=z["hr"].astype(np.float32),
-                        lr=z["lr"].astype(np.float32), mask=z["mask"].astype(bool),
-                        interpolator=str(z["interpolator"]),
-                        origin=tuple(int(v) for v in z["origin"]) if "origin" in z.files else (0, 0),
-                        full_shape=tuple(int(v) for v in z["full_shape"]) if "full_shape" in z.files else None)
+    cases = kept_cases(run_dir)
+    if case is not None and case not in cases:
+        return None
+    i = cases.index(case) if case is not None else 0
+    prefix = f"{i}." if i else ""
+    with np.load(path, allow_pickle=False) as npz:
+        z = {key[len(prefix):]: npz[key] for key in npz.files if key.startswith(prefix) and (prefix or "." not in key)}
+    f32 = {k: z[k].astype(np.float32) for k in ("sr", "hr", "lr")}
+    return Examples(case=str(z["case"]), slices=[int(k) for k in z["slices"]], mask=z["mask"].astype(bool),
+                    interpolator=str(z["interpolator"]),
+                    origin=tuple(int(v) for v in z["origin"]) if "origin" in z else (0, 0),
+                    full_shape=tuple(int(v) for v in z["full_shape"]) if "full_shape" in z else None,
+                    planes=_planes(z), **f32)
+
+
+def _planes(z: dict) -> dict:
+    if "coronal_sr" not in z:
+        return {}
+    sx, sy, sz = (float(v) for v in z["spacing"])
+    return {name: Plane(int(z[f"{name}_index"]), *(z[f"{name}_{k}"].astype(np.float32) for k in ("sr", "hr", "lr")),
+                        z[f"{name}_mask"].astype(bool), sz / (sx if name == "coronal" else sy))
+            for name in ("coronal", "sagittal")}
 
 
 # --- choosing what to show ------------------------------------------------------------------------------------
@@ -197,9 +269,25 @@ def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
             max(0, cols.min() - MARGIN), min(mask.shape[1], cols.max() + 1 + MARGIN))
 
 
-def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of: dict[str, float | None] | None = None):
+def plane_examples(examples: dict[str, Examples], plane: str) -> tuple[dict[str, Examples], float]:
+    """The ``coronal`` or ``sagittal`` image of each run as one-slice :class:`Examples` (for
+    :func:`panel_figure`), and its aspect; runs that kept no through-plane image are left out."""
+    out, aspect = {}, 1.0
+    for label, ex in examples.items():
+        p = (ex.planes or {}).get(plane)
+        if p is not None:
+            out[label] = Examples(ex.case, [p.index], p.sr[None], p.hr[None], p.lr[None], p.mask[None],
+                                  ex.interpolator)
+            aspect = p.aspect
+    return out, aspect
+
+
+def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of: dict[str, float | None] | None = None,
+                 aspect: float = 1.0, origin: str = "upper", zooms: int = 2):
     """The figure: columns HR, LR (the first run's input on the HR grid), every method; rows: the slice (cropped to
     the mask) with the two zoom windows outlined, zoom 1, zoom 2, |SR - HR| (one colour scale, one colour bar).
+    ``aspect``: the height of an image row in pixel widths (through-plane images: slice spacing / in-plane
+    spacing); ``origin="lower"`` draws the first row at the bottom; ``zooms``: how many zoom rows.
     Returns (figure, zoom windows as (row, col, side) in full-slice pixels)."""
     import matplotlib
 
@@ -210,7 +298,7 @@ def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of:
     psnr_of = psnr_of or {}
     first_label, first = next(iter(examples.items()))
     hr, mask = first.hr[index], first.mask[index]
-    regions = zoom_regions(hr, mask, full_shape=first.full_shape)
+    regions = zoom_regions(hr, mask, n=zooms, full_shape=first.full_shape) if zooms else []
     r0, r1, c0, c1 = crop_box(mask)
     columns = [("HR (ground truth)", hr, None),
                (f"LR input ({first.interpolator})", first.lr[index], None)]
@@ -221,27 +309,30 @@ def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of:
     vmax = max(float(np.percentile(np.concatenate(diffs), 99.5)), 1e-3) if diffs else 1.0
     n_rows, n_cols = 2 + len(regions), len(columns)
     tile = 2.1
-    aspect = (r1 - r0) / max(1, c1 - c0)
-    heights = [aspect] + [1.0] * len(regions) + [aspect]
+    shape = aspect * (r1 - r0) / max(1, c1 - c0)
+    heights = [shape] + [aspect] * len(regions) + [shape]
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(tile * n_cols + 0.9, tile * sum(heights) + 0.9), squeeze=False,
                              dpi=90, gridspec_kw={"height_ratios": heights})
     diff_image = None
     for j, (name, image, diff) in enumerate(columns):
         ax = axes[0, j]
-        ax.imshow(image[r0:r1, c0:c1], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(image[r0:r1, c0:c1], cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect=aspect,
+                  origin=origin)
         ax.set_title(name, fontsize=9)
         for (r, c, side), colour in zip(regions, ZOOM_COLOURS):
             ax.add_patch(Rectangle((c - c0 - 0.5, r - r0 - 0.5), side, side, fill=False, edgecolor=colour,
                                    linewidth=1.2))
         for i, ((r, c, side), colour) in enumerate(zip(regions, ZOOM_COLOURS), start=1):
             ax = axes[i, j]
-            ax.imshow(image[r:r + side, c:c + side], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(image[r:r + side, c:c + side], cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+                      aspect=aspect, origin=origin)
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(2.5)
         ax = axes[n_rows - 1, j]
         if diff is not None:
-            diff_image = ax.imshow(diff[r0:r1, c0:c1], cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest")
+            diff_image = ax.imshow(diff[r0:r1, c0:c1], cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest",
+                                   aspect=aspect, origin=origin)
         else:
             ax.axis("off")
             if j == 0:
@@ -249,7 +340,8 @@ def panel_figure(title: str, examples: dict[str, Examples], index: int, psnr_of:
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[1, 0].set_ylabel("zoom 1", fontsize=9)
+    if regions:
+        axes[1, 0].set_ylabel("zoom 1", fontsize=9)
     if len(regions) > 1:
         axes[2, 0].set_ylabel("zoom 2", fontsize=9)
     fig.suptitle(title, fontsize=11)

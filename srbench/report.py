@@ -1,32 +1,45 @@
-"""The HTML report: ONE self-contained file (every image a base64 ``data:`` URI, no external request).
+"""The HTML report: ONE self-contained file (every image a base64 ``data:`` URI, no external request),
+rendered from the Jinja2 template ``srbench/templates/report.html.j2`` (autoescaped).
 
 Contents, for the runs the leaderboard selected:
 
-1. the sortable leaderboard table (``srbench.leaderboard.table_html``: best bold, second underlined, asterisk =
-   difference from the best not significant) and the statistics used, stated under it;
-2. per dataset x degradation block: box plots of each available metric per method, over the same units the
-   statistics tested (test slices, or per-volume means with ``--unit volume``);
-3. per block: the qualitative panel of the paper's Figures 3-4 (:mod:`srbench.panels`): ground truth, the LR
-   input and every method side by side on one test slice, two zoomed regions, and |SR - HR| difference maps with
-   one shared colour bar; the slice and the zoom windows are chosen by the rules stated in the caption;
-4. the runs behind the table (run id, weights, finish time).
+0. a header: srbench version, the report's date (``$SOURCE_DATE_EPOCH`` when set, for reproducible builds;
+   else today, UTC), the runs' span and the hardware each ran on (device, processor, platform);
+1. the sortable leaderboard table (``srbench.leaderboard.table_cells``: best bold, second underlined, asterisk =
+   difference from the best not significant), each learned row with its training budget (samples seen, wall
+   time, device) and every row with the device its s/slice was measured on; the statistics used, under it;
+2. per dataset x degradation block: box plots of each available metric per method (one figure per metric, so
+   that each stays legible on a phone), over the same units the statistics tested;
+3. per block: qualitative panels (:mod:`srbench.panels`) in the axial, coronal and sagittal planes of one test
+   case (``case``, default the first kept): ground truth, the LR input and every method side by side, two zoomed
+   regions, and |SR - HR| maps with one shared colour bar; the rules are stated in the captions;
+4. the method card of each run, as recorded (what ran: losses, input interpolator, head, settings), with the
+   fields where the weights' training record says otherwise;
+5. the runs behind the table (run id, device, weights, budget, versions, finish time).
 
-Figures are drawn with matplotlib's Agg backend and saved without a timestamp, so the same records give the same
-file.
+Figures are drawn with matplotlib's Agg backend and saved without a timestamp, so the same records (and date)
+give the same file. The page sets ``<meta name=viewport>``; wide tables and panels scroll inside their own box.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from . import leaderboard as lb
 from . import panels as pn
+from . import provenance as pv
 from . import stats as st
+from .errors import SRBenchError, did_you_mean
+
+TEMPLATES = Path(__file__).with_name("templates")
+RUN_COLUMNS = ["dataset", "degradation", "method", "preset", "run id", "device", "s/slice", "weights",
+               "samples seen", "train time", "train device", "srbench", "git", "finished"]
 
 
 def _plt():
@@ -47,46 +60,56 @@ def data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _img(uri: str, alt: str, kind: str) -> str:
-    return f'<img class="{kind}" alt="{html.escape(alt)}" src="{uri}">'
-
-
 # --- box plots ------------------------------------------------------------------------------------------------
 
 
-def box_plot_figure(scores: pd.DataFrame, metrics: list[str], directions: dict, unit: str, title: str):
-    """One panel per metric: a box per method (median, IQR, 1.5 IQR whiskers, outliers; triangle = mean)."""
+def box_plot_figure(scores: pd.DataFrame, metric: str, direction: str | None, unit: str, title: str):
+    """One metric: a box per method (median, IQR, 1.5 IQR whiskers, outliers; triangle = mean). About 420 px
+    wide at 100 dpi with 10-point text, so that it is read at full size on a phone."""
     plt = _plt()
     data = st.per_volume(scores) if unit == "volume" else scores
     methods = [str(m) for m in pd.unique(data["method"])]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.2, 0.6 * len(methods) + 1.6) * len(metrics), 3.4),
-                             squeeze=False, dpi=80)
-    for ax, m in zip(axes[0], metrics):
-        values = [data.loc[data["method"] == name, m].dropna().to_numpy(float) for name in methods]
-        shown = [(name, v) for name, v in zip(methods, values) if len(v)]
-        if shown:
-            ax.boxplot([v for _, v in shown], showmeans=True, widths=0.6)
-            ax.set_xticks(range(1, len(shown) + 1))
-            ax.set_xticklabels([n for n, _ in shown], rotation=30, ha="right", fontsize=8)
-        arrow = "↑ higher is better" if directions.get(m) == "higher" else "↓ lower is better"
-        ax.set_title(f"{m.upper()} ({arrow})", fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"{title} — per {unit}", fontsize=10)
+    fig, ax = plt.subplots(figsize=(max(4.2, 0.55 * len(methods) + 1.5), 3.6), dpi=100)
+    values = [data.loc[data["method"] == name, metric].dropna().to_numpy(float) for name in methods]
+    shown = [(name, v) for name, v in zip(methods, values) if len(v)]
+    if shown:
+        ax.boxplot([v for _, v in shown], showmeans=True, widths=0.6)
+        ax.set_xticks(range(1, len(shown) + 1))
+        ax.set_xticklabels([n for n, _ in shown], rotation=30, ha="right", fontsize=10)
+    arrow = "↑ higher is better" if direction == "higher" else "↓ lower is better"
+    ax.set_title(f"{metric.upper()} ({arrow})\n{title}, per {unit}", fontsize=11)
+    ax.tick_params(axis="y", labelsize=10)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _boxplots(block: lb.BlockStats, unit: str, name: str) -> tuple[list[dict], str]:
+    directions = st.directions_of(block.runs)
+    metrics = [m for m in lb.METRICS if m in block.scores.columns and block.scores[m].notna().any()]
+    plots = [{"metric": m.upper(), "uri": data_uri(box_plot_figure(block.scores, m, directions.get(m), unit, name))}
+             for m in metrics]
+    caption = (f"Distribution of each metric per method over test {unit}s "
+               f"(box: quartiles, line: median, triangle: mean, whiskers: 1.5 IQR).")
+    unavailable = [m.upper() for m in lb.METRICS if m not in metrics]
+    if unavailable:
+        caption += f" Not shown (unavailable): {', '.join(unavailable)}."
+    return plots, caption
 
 
 # --- panels ---------------------------------------------------------------------------------------------------
 
 
-def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
-    """(data URI or None, caption / reason) of the block's qualitative panel."""
+def _examples(block: lb.BlockStats, df: pd.DataFrame, case: str | None) -> tuple[dict, list[str]]:
+    """label -> Examples of ``case`` (default: each run's first kept case, which must agree), and who was left out."""
     examples, left_out = {}, []
     for idx, label in block.labels.items():
-        ex = pn.load_examples(Path(df.loc[idx, "_dir"]))
+        run_dir = Path(df.loc[idx, "_dir"])
+        ex = pn.load_examples(run_dir, case)
         if ex is None:
-            left_out.append(f"{label} (no {pn.EXAMPLES}: run recorded before panels were kept)")
+            kept = pn.kept_cases(run_dir)
+            left_out.append(f"{label} (kept no examples of case {case}; kept: {', '.join(kept)})" if kept and case
+                            else f"{label} (no {pn.EXAMPLES}: run recorded before panels were kept)")
             continue
         if examples:
             ref = next(iter(examples.values()))
@@ -94,13 +117,18 @@ def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
                 left_out.append(f"{label} (kept other slices: {ex.case} {ex.slices})")
                 continue
         examples[label] = ex
+    return examples, left_out
+
+
+def _panels(block: lb.BlockStats, df: pd.DataFrame, case: str | None) -> list[dict]:
+    """The block's panels, one per plane: ``{"plane", "uri" (None: not drawn), "caption"}``."""
+    examples, left_out = _examples(block, df, case)
     if not examples:
-        return None, "No qualitative panel: no run of this block kept example slices. " + "; ".join(left_out)
+        return [{"plane": "axial", "uri": None, "caption": "No qualitative panel: no run of this block kept example "
+                 "slices" + (f" of case {case}" if case else "") + ". " + "; ".join(left_out)}]
     first = next(iter(examples.values()))
     rows = df.loc[[i for i, lab in block.labels.items() if lab in examples]]
-    best = None
-    if rows["psnr_mean"].notna().any():
-        best = block.labels[rows["psnr_mean"].astype(float).idxmax()]
+    best = block.labels[rows["psnr_mean"].astype(float).idxmax()] if rows["psnr_mean"].notna().any() else None
     slice_psnr = {}
     if block.scores is not None and "psnr" in block.scores.columns and "case" in block.scores.columns:
         s = block.scores[block.scores["case"].astype(str) == first.case]
@@ -113,60 +141,143 @@ def _panel(block: lb.BlockStats, df: pd.DataFrame) -> tuple[str | None, str]:
     title = f"{block.dataset} / {block.degradation}: case {first.case}, axial slice {k}"
     fig, regions = pn.panel_figure(title, examples, index, psnr_of)
     dr, dc = first.origin  # the kept window's place in the full slice
-    zooms = ", ".join(f"zoom {i} rows {r + dr}–{r + dr + s - 1}, columns {c + dc}–{c + dc + s - 1}"
-                      for i, (r, c, s) in enumerate(regions, start=1))
     caption = (f"{title}. Columns: ground truth (HR), the LR input put back on the HR grid "
                f"({first.interpolator} interpolation, from {next(iter(examples))}'s run), then every method with "
                f"its PSNR on this slice. Kept slices ({pn.RULE}): {first.slices}; shown: the one on which "
                f"{best or 'the first method'} (best mean PSNR) scores its median PSNR over the kept slices. "
                f"Zoom windows: the {regions[0][2] if regions else '?'}-pixel squares of highest HR gradient energy "
-               f"inside the mask, non-overlapping ({zooms}). Last row: |SR − HR| on one colour scale "
-               "(0 to the 99.5th percentile of all methods' differences) with a shared colour bar. Images are "
-               "stored as float16 in each run's examples.npz.")
+               f"inside the mask, non-overlapping ({_zooms(regions, dr, dc)}). Last row: |SR − HR| on one colour "
+               "scale (0 to the 99.5th percentile of all methods' differences) with a shared colour bar. Images "
+               "are stored as float16 in each run's examples.npz.")
     if left_out:
         caption += " Left out: " + "; ".join(left_out) + "."
-    return data_uri(fig), caption
+    return [{"plane": "axial", "uri": data_uri(fig), "caption": caption}] + [
+        _through_panel(block, examples, plane) for plane in ("coronal", "sagittal")]
+
+
+def _zooms(regions, dr: int = 0, dc: int = 0) -> str:
+    return ", ".join(f"zoom {i} rows {r + dr}–{r + dr + s - 1}, columns {c + dc}–{c + dc + s - 1}"
+                     for i, (r, c, s) in enumerate(regions, start=1))
+
+
+def _through_panel(block: lb.BlockStats, examples: dict, plane: str) -> dict:
+    shown, aspect = pn.plane_examples(examples, plane)
+    if not shown:
+        return {"plane": plane, "uri": None, "caption": f"No {plane} panel: the runs were recorded before "
+                "through-plane images were kept (rerun them with --force)."}
+    first = next(iter(shown.values()))
+    axis = "row" if plane == "coronal" else "column"
+    title = f"{block.dataset} / {block.degradation}: case {first.case}, {plane} image ({axis} {first.slices[0]})"
+    fig, _ = pn.panel_figure(title, shown, 0, aspect=aspect, origin="lower", zooms=0)
+    caption = (f"{title}: the predicted axial slices stacked, cut along the volume's {axis} {first.slices[0]} "
+               f"(the middle of the mask's bounding box), first slice at the bottom, drawn with the voxel spacing's "
+               f"aspect ({aspect:.3g}). This is where slice-wise methods show slice-to-slice inconsistency. "
+               "Second row: |SR − HR| on one shared scale (its own, not the axial panel's).")
+    missing = [label for label in examples if label not in shown]
+    if missing:
+        caption += f" Left out (no {plane} image kept): {', '.join(missing)}."
+    return {"plane": plane, "uri": data_uri(fig), "caption": caption}
+
+
+# --- method cards, runs, header -------------------------------------------------------------------------------
+
+
+def _card(label: str, record: dict) -> dict:
+    """The card recorded by the run, plus the fields the weights' training record holds otherwise."""
+    card = record.get("method_card") or {}
+    items = pv.card_items(card)
+    trained = (record.get("training") or {}).get("method_card") or {}
+    items += [(f"{key} (at training)", text) for key, text in pv.card_items(
+        {k: v for k, v in trained.items() if k not in ("version", "settings") and card.get(k) != v})]
+    return {"label": label, "items": items}
+
+
+def _run_row(row: pd.Series, record: dict) -> dict:
+    budget = pv.training_budget(record)
+    return {"dataset": row.dataset, "degradation": row.degradation, "method": row.method, "preset": row.preset,
+            "run id": row.run_id, "device": pv.hardware_text(record), "s/slice": lb._sec(row.sec_per_slice),
+            "weights": row.get("weights") or "—", "samples seen": pv.samples_text(budget),
+            "train time": pv.duration((budget or {}).get("seconds")),
+            "train device": (budget or {}).get("device") or "—",
+            "srbench": (record.get("versions") or {}).get("srbench", "?"),
+            "git": str(record.get("git_sha") or "?")[:10], "finished": row.finished_at}
+
+
+def report_date() -> str:
+    """``$SOURCE_DATE_EPOCH`` (reproducible builds) as a UTC date, else today's (UTC)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%d")
+
+
+def _records(df: pd.DataFrame, sig: lb.Significance) -> dict:
+    """Table row index -> run record (the statistics' copy where it has one)."""
+    from .record import RECORD, load_record
+
+    out = {}
+    for block in sig.blocks:
+        for idx, label in block.labels.items():
+            if label in block.runs:
+                out[idx] = block.runs[label]
+    for idx in df.index:
+        if idx not in out:
+            out[idx] = load_record(Path(df.loc[idx, "_dir"]) / RECORD)
+    return out
+
+
+def _hardware(df: pd.DataFrame, records: dict) -> list[str]:
+    by_text: dict[str, list[str]] = {}
+    for idx in df.index:
+        by_text.setdefault(pv.hardware_text(records[idx]), []).append(str(df.loc[idx, "method"]))
+    return [f"{text}: {', '.join(dict.fromkeys(methods))}" for text, methods in by_text.items()]
 
 
 # --- the page -------------------------------------------------------------------------------------------------
 
 
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
 def to_report(df: pd.DataFrame, direction: dict, sig: lb.Significance, title: str = "srbench leaderboard",
-              notes=(), case: str | None = None) -> str:
+              notes=(), case: str | None = None, figures: bool = True) -> str:
     """The whole report as one HTML string. ``df`` and ``sig`` come from ``leaderboard.significance``;
-    ``case``: the test case of the qualitative panels (default: the one the runs kept)."""
-    parts = ["<h2>Leaderboard</h2>", lb.table_html(df, direction), lb.table_notes_html(sig, notes)]
-    for block in sig.blocks:
+    ``case``: the test case of the qualitative panels (default: the first the runs kept); ``figures=False``:
+    the header, the table and the runs only."""
+    from . import __version__
+
+    records = _records(df, sig) if len(df) else {}
+    blocks = []
+    for block in sig.blocks if figures else ():
         name = f"{block.dataset} / {block.degradation}"
-        parts.append(f"<h2>{html.escape(name)}</h2>")
+        entry = {"name": name, "error": None, "boxplots": [], "boxplot_caption": "", "panels": []}
         if block.scores is None:
-            parts.append(f"<p class='note'>No box plots or panel: {html.escape(block.error or 'no scores')}</p>")
-            continue
-        directions = st.directions_of(block.runs)
-        metrics = [m for m in lb.METRICS if m in block.scores.columns and block.scores[m].notna().any()]
-        if metrics:
-            fig = box_plot_figure(block.scores, metrics, directions, sig.unit, name)
-            caption = (f"Distribution of each metric per method over test {sig.unit}s "
-                       f"(box: quartiles, line: median, triangle: mean, whiskers: 1.5 IQR).")
-            unavailable = [m.upper() for m in lb.METRICS if m not in metrics]
-            if unavailable:
-                caption += f" Not shown (unavailable): {', '.join(unavailable)}."
-            parts.append(f"<figure>{_img(data_uri(fig), f'box plots, {name}', 'boxplot')}"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        uri, caption = _panel(block, df)
-        if uri is None:
-            parts.append(f"<p class='note'>{html.escape(caption)}</p>")
+            entry["error"] = block.error or "no scores"
         else:
-            parts.append(f"<figure>{_img(uri, f'qualitative panel, {name}', 'panel')}"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("<h2>Runs</h2>" + _runs_table(df))
-    return lb.page(title, "\n".join(parts))
+            entry["boxplots"], entry["boxplot_caption"] = _boxplots(block, sig.unit, name)
+            entry["panels"] = _panels(block, df, case)
+        blocks.append(entry)
+    if case is not None and figures and blocks and not any(p["uri"] for b in blocks for p in b["panels"]):
+        kept = sorted({c for d in df["_dir"] for c in pn.kept_cases(Path(d))})
+        raise SRBenchError(f"--case {case!r}: no run kept examples of this case{did_you_mean(case, kept)}; "
+                           f"kept: {', '.join(kept) or 'none'}")
+    header, rows = lb.table_cells(df, direction)
+    finished = sorted(str(v) for v in df["finished_at"]) if len(df) else ["—"]
+    page = _environment().get_template("report.html.j2").render(
+        title=title, version=__version__, date=report_date(), results_dir=_results_dir(df),
+        first_finished=finished[0], last_finished=finished[-1], hardware=_hardware(df, records),
+        header=header, rows=rows, notes=lb.table_notes(sig if sig.blocks else None, notes), figures=figures,
+        blocks=blocks, cards=[_card(f"{r.method} ({r.preset})", records[i]) for i, r in df.iterrows()],
+        runs=[_run_row(r, records[i]) for i, r in df.iterrows()], run_columns=RUN_COLUMNS,
+        sort_js=(TEMPLATES / "sort.js").read_text(encoding="utf-8"))
+    return page
 
 
-def _runs_table(df: pd.DataFrame) -> str:
-    cols = ["dataset", "degradation", "method", "preset", "run_id", "weights", "finished_at"]
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape('' if pd.isna(r[c]) else str(r[c]))}</td>" for c in cols)
-                   + "</tr>" for _, r in df.iterrows())
-    return f'<table class="sortable runs"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-
+def _results_dir(df: pd.DataFrame) -> str:
+    """The results folder the runs came from (run dirs are DIR/dataset/degradation/method/run)."""
+    if not len(df):
+        return "—"
+    return str(os.path.commonpath([str(Path(d).parents[3]) for d in df["_dir"]]))

@@ -36,7 +36,7 @@ from .dataset_spec import make_dataset  # also reached as runner.make_dataset
 from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
 from .lock import run_lock
-from .outputs import check_results_dir
+from .outputs import check_output_path, check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
@@ -283,7 +283,7 @@ def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
     from . import panels  # a few predicted slices kept for the report's qualitative panels
 
     rows, timings = [], {"predict_s": 0.0, "score_s": 0.0}
-    n_slices, skipped, examples = 0, 0, None
+    n_slices, skipped, examples = 0, 0, []
     rank, world = distributed.rank(), distributed.world_size()
     with _progress(console) as progress:
         for index, case in enumerate(s.dataset.cases("test")):
@@ -292,8 +292,8 @@ def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
             p = prepare(case, s.degradation, s.opts.seed)
             skipped += len(p.skipped)
             sr = _predict(s.method, p, progress, timings)
-            if examples is None and p.slices:  # first test case with slices: panels.example_slices
-                examples = (index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator))
+            if len(examples) < panels.MAX_CASES and p.slices:  # first test cases with slices: panels.example_slices
+                examples.append((index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator)))
             rows += [(index, row) for row in _score(s.method, p, sr, metrics, timings)]
             n_slices += len(p.slices)
     return Evaluation(rows, timings, n_slices, skipped, examples)
@@ -328,11 +328,12 @@ def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
         ev = Evaluation(rows=[r for part in parts for r in part.rows],
                         timings={k: sum(part.timings[k] for part in parts) for k in ev.timings},  # summed compute
                         n_slices=sum(part.n_slices for part in parts), skipped=sum(part.skipped for part in parts),
-                        examples=min((part.examples for part in parts if part.examples is not None),
-                                     key=lambda e: e[0], default=None))
+                        examples=[e for part in parts for e in part.examples])
         ev.timings["processes"] = distributed.world_size()
     ev.rows = [row for _, row in sorted(ev.rows, key=lambda r: r[0])]  # stable: case order, then slice order
-    ev.examples = ev.examples[1] if ev.examples is not None else None
+    from .panels import MAX_CASES
+
+    ev.examples = [e for _, e in sorted(ev.examples, key=lambda e: e[0])][:MAX_CASES]  # the first test cases
     if not ev.rows:
         raise SRBenchError(f"dataset {dataset_name!r}: no test slices to score")
     ev.timings["sec_per_slice"] = ev.timings["predict_s"] / ev.n_slices
@@ -385,6 +386,7 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     """
     distributed.init()
     console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
+    check_output_path(output)  # before hours of training, not after
     method_cls = lookup("methods", opts.method)
     if not method_cls.trains:
         raise SRBenchError(f"method {opts.method!r} does not train")

@@ -274,6 +274,11 @@ def test_run_into_a_results_dir_that_is_a_file(corpus, cli, bad_plugins):
             "is a file", roots=(corpus,))
 
 
+def test_train_to_an_output_that_is_a_folder(corpus, cli, bad_plugins):
+    refused(cli, ["train", "-m", "pix2pix", "-d", "srbench-tiny", "--output", corpus / "outdir"], "outdir",
+            "is a directory", roots=(corpus,))
+
+
 # ---------------------------------------------------------------------------------------- stats, leaderboard
 
 REPORTS = [  # (case, command and options, words)

@@ -89,8 +89,9 @@ def two_runs(bicubic_run, tmp_path_factory) -> tuple[Path, Path, Path]:
         plugins.reset()
         try:
             reg = plugins.get_registry()
-            reg.methods["nearest"] = Nearest
-            reg.metrics = {n: m for n, m in reg.metrics.items() if n.lower() != "lpips"}
+            reg.methods.add("nearest", Nearest)
+            for name in [n for n in reg.metrics if n.lower() == "lpips"]:
+                reg.metrics.pop(name)
             near, ran = run(RunOptions(method="nearest", dataset="demo", results_dir=mine))
             assert ran
         finally:
@@ -136,7 +137,7 @@ def test_examples_npz_written_by_a_real_run(bicubic_run):
         m = z["mask"]
         assert m.any() and not (m[:, :panels.MARGIN].any() or m[:, -panels.MARGIN:].any()
                                 or m[:, :, :panels.MARGIN].any() or m[:, :, -panels.MARGIN:].any())
-        assert str(z["interpolator"]) == "bspline"
+        assert str(z["interpolator"]) == "cubic"
         sr, hr, mask = (z[k].astype(np.float64) for k in ("sr", "hr", "mask"))
     # The kept arrays are the scored ones: PSNR recomputed on them (masked, as scored, over the whole slice:
     # outside the kept window both are masked to 0) matches scores.csv.
@@ -154,7 +155,7 @@ def test_same_slices_for_every_method(two_runs):
     np.testing.assert_array_equal(a.hr, b.hr)
     np.testing.assert_array_equal(a.mask, b.mask)
     assert (a.origin, a.full_shape) == (b.origin, b.full_shape)
-    assert (a.interpolator, b.interpolator) == ("bspline", "nearest")
+    assert (a.interpolator, b.interpolator) == ("cubic", "nearest")
     np.testing.assert_array_equal(b.sr, b.lr)  # nearest returns its input
     assert not np.array_equal(a.sr, b.sr)
 
@@ -231,7 +232,7 @@ def test_markdown_and_html_put_the_asterisk_on_the_right_cells(three_methods, cl
     assert "α = 0.05" in md and ("Kruskal–Wallis" in md or "ANOVA" in md)
     page = cli("leaderboard", "--results-dir", three_methods, "--format", "html", "--table-only").stdout
     assert "<img" not in page
-    body = page.split("<tbody>")[1]
+    body = page.split("<tbody>")[1].split("</tbody>")[0]  # the leaderboard's rows (the runs table follows)
     for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", tr)
         marks = [td.endswith("*</sup>") for td in tds[5:8]]  # PSNR, SSIM, GMSD
@@ -264,9 +265,9 @@ def latex_rows(tex: str) -> dict[str, list[str]]:
     rows = {}
     for line in body.splitlines():
         line = line.strip()
-        if line.endswith("\\\\") and not line.startswith("\\multicolumn"):
-            cells = [c.strip() for c in line[:-2].split(" & ")]
-            rows[cells[0]] = cells
+        if line.endswith("\\\\"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)&", line[:-2])]  # an escaped \& is no separator
+            rows[cells[1]] = cells
     return rows
 
 
@@ -274,29 +275,41 @@ def test_latex_structure(three_methods, cli):
     result = cli("leaderboard", "--results-dir", three_methods, "--format", "latex")
     assert result.exit_code == 0, result.output
     tex = result.stdout
-    for i, token in enumerate(["\\begin{table}", "\\caption{", "\\begin{tabular}{lrrrrrrr}", "\\toprule",
-                               "\\midrule", "\\bottomrule", "\\end{tabular}", "\\end{table}"]):
+    n_cols = 2 + 4 + 7  # block, method; four metrics; s/slice, device, budget (3), params, steps
+    for token in ["\\begin{table}", "\\caption{", "\\begin{tabular}{ll" + "r" * (n_cols - 2) + "}", "\\toprule",
+                  "\\midrule", "\\bottomrule", "\\end{tabular}", "\\end{table}"]:
         assert tex.count(token) == 1, token
     assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
-    assert "\\multicolumn{8}{l}{\\emph{demo / brain-t1map}}" in tex
     rows = latex_rows(tex)
     escaped = "twin\\_b 10\\%"
     assert set(rows) == {"bicubic", escaped, "worse"}
-    for col in (1, 2, 3):  # PSNR, SSIM, GMSD
+    assert rows["bicubic"][0] == "demo / brain-t1map" and rows["worse"][0] == rows[escaped][0] == ""
+    for col in (2, 3, 4):  # PSNR, SSIM, GMSD
         assert re.fullmatch(r"\\textbf\{[\d.]+ \$\\pm\$ [\d.]+\}", rows["bicubic"][col])
         assert re.fullmatch(r"\\underline\{[\d.]+ \$\\pm\$ [\d.]+\}\$\^\{\*\}\$", rows[escaped][col])
         assert re.fullmatch(r"[\d.]+ \$\\pm\$ [\d.]+", rows["worse"][col])
-    assert all(len(r) == 8 for r in rows.values())
+    assert all(len(r) == n_cols for r in rows.values())
+    assert rows["bicubic"][7] == "cpu" and rows["bicubic"][8] == "--"  # device; no training budget
     caption = tex.split("\\caption{", 1)[1].split("\\label")[0]
     for text in ("$^{*}$", "$\\alpha$ = 0.05", "paper protocol", "Shapiro--Wilk", "Tukey HSD", "Dunn",
-                 "unit: test slice", "demo / brain-t1map: PSNR"):
+                 "unit: test slice", "demo / brain-t1map: PSNR", "samples seen = training steps $\\times$ batch"):
         assert text in caption, text
     assert "%" not in tex.replace("\\%", "").split("\n", 1)[1]  # only the leading comment line is a comment
     assert "_" not in tex.replace("\\_", "")
 
 
+def test_latex_escapes_names_through_pandas():
+    from srbench.latex import to_latex
+
+    df = pd.DataFrame([{"method": "a_b & c", "preset": "tiny", "dataset": "d#1", "degradation": "x^2", "n_slices": 1,
+                        **{f"{m}_{s}": 1.0 for m in ("psnr", "ssim", "gmsd", "lpips") for s in ("mean", "std")},
+                        "sec_per_slice": 0.1, "device": "cuda:0 (A100_x)", "run_id": "r"}])
+    tex = to_latex(df, {"psnr": "higher"})
+    assert "a\\_b \\& c" in tex and "d\\#1 / x\\textasciicircum 2" in tex and "cuda:0 (A100\\_x)" in tex
+
+
 def test_latex_escaping():
-    from srbench.leaderboard import tex_escape
+    from srbench.latex import tex_escape
 
     assert tex_escape("a_b 5% & #1 $x$ {y} ~^\\") == (
         "a\\_b 5\\% \\& \\#1 \\$x\\$ \\{y\\} \\textasciitilde{}\\textasciicircum{}\\textbackslash{}")
@@ -328,9 +341,10 @@ def images(page: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def test_html_report_is_self_contained_with_decodable_figures(two_runs, cli):
+def test_html_report_is_self_contained_with_decodable_figures(two_runs, cli, monkeypatch):
     from PIL import Image
 
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the report's date: 2023-11-14
     results, _, _ = two_runs
     result = cli("leaderboard", "--results-dir", results, "--format", "html")
     assert result.exit_code == 0, result.output
@@ -339,7 +353,15 @@ def test_html_report_is_self_contained_with_decodable_figures(two_runs, cli):
     assert not re.search(r"""(src|href)\s*=\s*(?!["']?data:)""", page)  # nothing fetched from anywhere
     assert "<link" not in page and "@import" not in page and "url(" not in page
     imgs = images(page)
-    assert [c for c, _ in imgs] == ["boxplot", "panel"]
+    assert [c for c, _ in imgs] == ["boxplot"] * 3 + ["panel"] * 3  # PSNR, SSIM, GMSD; three planes
+    for plane in ("axial", "coronal", "sagittal"):
+        assert f'alt="{plane} qualitative panel, demo / brain-t1map"' in page
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    import srbench
+
+    assert f'<dd id="version">{srbench.__version__}</dd>' in page and '<dd id="date">2023-11-14</dd>' in page
+    assert "x86_64" in page or "CPUs" in page  # the hardware of the runs
+    assert page.count('<section class="card">') == 2 and "input interpolator" in page
     for _, png in imgs:
         with Image.open(io.BytesIO(png)) as im:
             im.load()
@@ -348,11 +370,43 @@ def test_html_report_is_self_contained_with_decodable_figures(two_runs, cli):
     assert "zoom 1 rows" in page and "|SR − HR|" in page and "shared colour bar" in page
     assert "u[floor(f*(len(u)-1)+0.5)]" in page  # the slice rule is stated
     assert cli("leaderboard", "--results-dir", results, "--format", "html").stdout == page  # reproducible
+    same = cli("report", "-r", results, "-o", "-", "--case", "test")
+    assert same.exit_code == 0, same.output
+    assert same.stdout == page  # the demo's one test case is the default
 
 
 def test_report_without_examples_says_so(three_methods, cli):
     for npz in three_methods.rglob(panels.EXAMPLES):
         npz.unlink()
     page = cli("leaderboard", "--results-dir", three_methods, "--format", "html").stdout
-    assert [c for c, _ in images(page)] == ["boxplot"]
+    assert [c for c, _ in images(page)] == ["boxplot"] * 3
     assert "No qualitative panel" in page
+
+
+def test_report_case_is_checked(two_runs, cli):
+    from conftest import assert_one_line_error
+
+    results, bic, _ = two_runs
+    assert panels.kept_cases(bic) == ["test"]  # the demo has one test case
+    assert_one_line_error(cli("report", "-r", results, "-o", "-", "--case", "tset"), "did you mean 'test'?",
+                          "kept: test")
+
+
+def test_examples_keep_through_plane_images(two_runs):
+    _, bic, near = two_runs
+    a, b = panels.load_examples(bic), panels.load_examples(near)
+    scores = pd.read_csv(bic / "scores.csv")
+    for plane in ("coronal", "sagittal"):
+        pa, pb = a.planes[plane], b.planes[plane]
+        assert pa.sr.shape == pa.hr.shape == pa.mask.shape and pa.sr.shape[0] == len(scores)  # one row per slice
+        assert pa.index == pb.index and pa.aspect == pytest.approx(1.0)  # the demo's voxels are isotropic
+        np.testing.assert_array_equal(pa.hr, pb.hr)
+        np.testing.assert_array_equal(pb.sr, pb.lr)  # nearest returns its input
+        assert 0 <= pa.sr.min() and pa.sr.max() <= 1 and pa.mask.any()
+    # The axial slices kept are rows of the through-plane images: same values where they cross.
+    k = a.slices[0]
+    row = sorted(scores["slice"]).index(k)
+    cor = a.planes["coronal"]
+    r = cor.index - a.origin[0]
+    if 0 <= r < a.hr.shape[1]:
+        np.testing.assert_allclose(a.hr[0, r, :].max(), cor.hr[row].max(), atol=1e-3)

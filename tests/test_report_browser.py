@@ -2,11 +2,15 @@
 
 Set-up: ``tests/browser_setup.sh`` installs Debian's ``chromium`` and ``chromium-driver`` when they are missing
 (root and apt-get needed; otherwise the test skips and says why); selenium comes with the ``test`` extra.
-Checks: the leaderboard table renders with one row per run; clicking a column header sorts its rows (ascending,
-then descending, missing values last; text columns alphabetically); every <img> loads (complete, naturalWidth
-> 0) although the browser cannot reach any host; no error in the browser console. A full-page screenshot is
-kept as a test artefact: ``report.png`` (and the page, ``report.html``) in pytest's tmp dir, copied to
-``$SRBENCH_TEST_ARTIFACTS`` when that is set.
+Checks, at 1400 px (a desktop) and at 390 px (a phone, emulated with ``mobile: true`` so that the page's
+``<meta name=viewport>`` counts): the header shows the srbench version, the date and the runs' hardware; the
+axial, coronal and sagittal panels are displayed; the page does not scroll sideways (wide tables and panels
+scroll inside their own box); box-plot text stays legible (10-point labels drawn at 100 dpi keep at least 8 CSS
+pixels). At 1400 px also: the leaderboard table renders with one row per run; clicking a column header sorts its
+rows (ascending, then descending, missing values last; text columns alphabetically); every <img> loads
+(complete, naturalWidth > 0) although the browser cannot reach any host; no error in the browser console.
+Full-page screenshots are kept as test artefacts: ``report.png``, ``report-390.png`` (and the page,
+``report.html``) in pytest's tmp dir, copied to ``$SRBENCH_TEST_ARTIFACTS`` when that is set.
 """
 
 from __future__ import annotations
@@ -99,12 +103,13 @@ def test_report_in_headless_chromium(browser, two_runs, cli, tmp_path):  # noqa:
     n_runs = len(list(mine.rglob("record.json")))
     assert n_runs == 4
     page = tmp_path / "report.html"
-    result = cli("leaderboard", "--results-dir", mine, "--format", "html", "-o", page)
+    result = cli("report", "--results-dir", mine, "-o", page)
     assert result.exit_code == 0, result.output
 
     browser.get(page.as_uri())
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(
         "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"))
+    layout_checks(browser, 1400)
 
     # The table: one row per run, in the leaderboard's order (PSNR, best first).
     methods = column(browser, 2)
@@ -129,7 +134,7 @@ def test_report_in_headless_chromium(browser, two_runs, cli, tmp_path):  # noqa:
     # Every image loads; nothing can be fetched from anywhere (no host resolves), so they are embedded.
     imgs = browser.execute_script(
         "return [...document.images].map(i => [i.className, i.complete, i.naturalWidth, i.naturalHeight])")
-    assert [i[0] for i in imgs] == ["boxplot", "panel"]
+    assert [i[0] for i in imgs] == ["boxplot"] * 3 + ["panel"] * 3
     assert all(complete and w > 0 and h > 0 for _, complete, w, h in imgs), imgs
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert not errors, errors
@@ -140,8 +145,43 @@ def test_report_in_headless_chromium(browser, two_runs, cli, tmp_path):  # noqa:
     with Image.open(io.BytesIO(png)) as im:
         assert im.width >= 1000 and im.height > 1000  # the whole page, figures included
         assert len(im.convert("L").getcolors(1 << 16) or range(1000)) > 50  # not a blank page
+
+    # A phone: 390 CSS pixels wide, mobile viewport.
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"))
+    layout_checks(browser, 390)
+    phone = tmp_path / "report-390.png"
+    phone.write_bytes(full_page_screenshot(browser))
+    with Image.open(phone) as im:
+        assert im.width <= 400  # nothing wider than the phone's screen
     target = os.environ.get("SRBENCH_TEST_ARTIFACTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(target) / "report.png")
-        shutil.copy(page, Path(target) / "report.html")
+        for path in (shot, phone, page):
+            shutil.copy(path, Path(target) / path.name)
+
+
+def layout_checks(driver, width: int) -> None:
+    """What must hold at any width: no sideways scroll; version, date, hardware and the three planes shown;
+    box-plot text legible."""
+    import srbench
+
+    state = driver.execute_script("""
+        const shown = e => !!e && e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().height > 0;
+        const text = id => { const e = document.getElementById(id); return shown(e) ? e.textContent : null; };
+        return {inner: window.innerWidth, scroll: document.documentElement.scrollWidth,
+                version: text('version'), date: text('date'), hardware: text('hardware'),
+                planes: [...document.querySelectorAll('figure.panel')].filter(f => shown(f.querySelector('img')))
+                          .map(f => f.dataset.plane),
+                boxplots: [...document.querySelectorAll('img.boxplot')]
+                          .map(i => i.getBoundingClientRect().width / i.naturalWidth)};""")
+    assert state["inner"] == width, state
+    assert state["scroll"] <= state["inner"], f"the page scrolls sideways at {width} px: {state}"
+    assert state["version"] == srbench.__version__
+    assert state["date"] and state["hardware"] and "cpu" in state["hardware"], state
+    assert state["planes"] == ["axial", "coronal", "sagittal"], state
+    # Tick labels are 10 pt at 100 dpi (13.9 image pixels): at least 8 CSS pixels once scaled to fit.
+    assert state["boxplots"] and min(state["boxplots"]) * 10 * 100 / 72 >= 8, state
