@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from . import plugins
-from .cli_common import (CONTEXT, check_preset, data_root_opt, dataset_opt, degradation_opt, device_opt,
+from .cli_common import (CONTEXT, seed_list, check_preset, data_root_opt, dataset_opt, degradation_opt, device_opt,
                          experiment_opts, json_opt, method_opt, preset_opt, results_dir_opt, seed_opt)
 from .errors import SRBenchError
-from .report_cli import leaderboard_data, stats_options
+from .report_cli import leaderboard_data, reference_opts, stats_options
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -60,41 +60,54 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 @data_root_opt()
 @click.option("--train", "-t", is_flag=True, help="Train from scratch even when a shipped checkpoint exists.")
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Evaluate these weights.")
+@click.option("--seeds", "-S", default=None,
+              help="Several seeds, e.g. 0,1,2: one run each (the leaderboard aggregates them); replaces --seed.")
+@click.option("--steps", "-n", type=int, default=None, help="Training steps instead of the preset's (a new run).")
+@click.option("--max-minutes", "-M", type=float, default=None,
+              help="Stop training after this long: the run is recorded as unfinished; the same command resumes it.")
 @click.option("--force", "-f", is_flag=True, help="Run again even if this run already finished.")
 @click.option("--pretrained-only", "-P", is_flag=True,
               help="Skip a learned method that has no shipped checkpoint instead of training it.")
-@json_opt("Print the run directory and its summary as JSON on stdout.")
-def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, force,
-        pretrained_only, as_json):
+@json_opt("Print the run directory and its summary as JSON on stdout (one line per seed).")
+def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, seeds, steps,
+        max_minutes, force, pretrained_only, as_json):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
+    from .record import load_record
     from .runner import RunOptions, default_results_dir
     from .runner import run as do_run
 
     _report_failures()
     check_preset(method, preset)
-    opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
-                      device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
-                      checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only)
-    _check_names(opts)
-    notice = _weights_notice(opts)
-    if notice:
-        err.print(notice, highlight=False, markup=False)
-    out_dir, ran = do_run(opts, err)
-    if out_dir is None:
+    for one in seed_list(seeds, seed):
+        opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=one,
+                          device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
+                          checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only, steps=steps,
+                          max_minutes=max_minutes)
+        _check_names(opts)
+        notice = _weights_notice(opts)
+        if notice:
+            err.print(notice, highlight=False, markup=False)
+        out_dir, ran = do_run(opts, err)
+        if out_dir is None:
+            if as_json:
+                click.echo(json.dumps({"run_dir": None, "ran": False, "skipped": True}))
+            return
+        record = load_record(out_dir)
+        if ran:
+            _print_run_summary(record)
         if as_json:
-            click.echo(json.dumps({"run_dir": None, "ran": False, "skipped": True}))
-        return
-    record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
-    if ran:
-        _print_run_summary(record)
-    if as_json:
-        click.echo(json.dumps({"run_dir": str(out_dir), "ran": ran, "run_id": record.get("run_id"),
-                               "n_slices": record.get("n_slices"), "summary": record.get("summary"),
-                               "timings": record.get("timings")}, indent=2, default=str))
-    else:
-        click.echo(str(out_dir))
+            click.echo(json.dumps({"run_dir": str(out_dir), "ran": ran, "run_id": record.run_id, "seed": record.seed,
+                                   "n_slices": record.n_slices, "summary": record.to_dict()["summary"],
+                                   "training": record.training_state.__dict__, "timings": record.timings},
+                                  default=str))
+        else:
+            click.echo(str(out_dir))
     err.print(f"next: srbench report -r {opts.results_dir} -o report.html   (figures and method cards; "
               f"srbench leaderboard -r {opts.results_dir} for the table alone)", highlight=False, markup=False)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def _check_names(opts) -> None:
@@ -102,7 +115,7 @@ def _check_names(opts) -> None:
     from .dataset_spec import _named_datasets
     from .runner import make_degradation
 
-    name = opts.dataset.partition(":")[0].strip()
+    name = opts.dataset.partition("?")[0].partition(":")[0].strip()
     if name not in plugins.get_registry().datasets and name not in _named_datasets()[1]:
         plugins.lookup("datasets", name)  # raises, with "did you mean"
     if opts.degradation:
@@ -116,7 +129,7 @@ def _weights_notice(opts) -> str | None:
         return None  # nothing is loaded: nothing to say
     if opts.checkpoint is not None:
         return f"weights: {opts.checkpoint} (--checkpoint)"
-    name = opts.dataset.partition(":")[0].strip()
+    name = opts.dataset.partition("?")[0].partition(":")[0].strip()
     shipped = None if opts.train else cls.shipped_checkpoint(name, opts.preset)
     if shipped is not None:
         return f"weights: the {name}-{opts.preset} checkpoint shipped with {opts.method} ({shipped}); --train retrains"
@@ -126,18 +139,22 @@ def _weights_notice(opts) -> str | None:
     return f"weights: training {opts.method} now ({why}; preset {opts.preset}, device {opts.device})"
 
 
-def _print_run_summary(record: dict) -> None:
-    summary = record["summary"]["per_slice"]
-    parts = [f"{k.upper()} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in summary.items() if v]
-    err.print(f"{record['method_card']['name']} on {record['dataset']['name']} ({record['n_slices']} slices, "
-              f"{record['timings']['sec_per_slice']:.3g} s/slice): " + ", ".join(parts), highlight=False)
-    skipped = record["dataset"].get("skipped_cases") or []
+def _print_run_summary(record) -> None:
+    parts = [f"{k.upper()} {v.mean:.4f} ± {v.std:.4f}" for k, v in record.per_slice.items() if v]
+    err.print(f"{record.method} on {record.dataset.name} (seed {record.seed}; {record.n_subjects} subject(s), "
+              f"{record.n_slices} slices, {record.timings['sec_per_slice']:.3g} s/slice): " + ", ".join(parts),
+              highlight=False)
+    skipped = record.dataset.skipped_cases or []
     if skipped:
         err.print(f"[yellow]{len(skipped)} case(s) skipped[/] (reasons in the run record), e.g. {skipped[0][1]}",
                   highlight=False)
-    for meta in record["metrics"].values():
-        if meta.get("unavailable"):
-            err.print(f"[yellow]{meta['unavailable']}[/]", highlight=False)  # the notice names the metric
+    for meta in record.metrics.values():
+        if meta.unavailable:
+            err.print(f"[yellow]{meta.unavailable}[/]", highlight=False)  # the notice names the metric
+    state = record.training_state
+    if state.finished is False:
+        err.print(f"[yellow]training unfinished:[/] {state.steps} of {state.target_steps} steps (the same command "
+                  "resumes it)", highlight=False)
 
 
 @cli.command("train")
@@ -157,7 +174,7 @@ def train_cmd(method, dataset, degradation, preset, seed, device, data_root, out
               checkpoint_every, as_json):
     """Train METHOD on a dataset's train split and write its weights and training record."""
     from .runner import RunOptions
-    from .runner import train as do_train
+    from .training import train as do_train
 
     check_preset(method, preset)
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
@@ -234,26 +251,29 @@ def score(pred, ref, mask, device, as_json):
               show_default=True, help="html: the full report, as `srbench report` writes it (sortable table, "
               "box plots, qualitative panels, method cards; one self-contained file); json: the CSV's rows.")
 @stats_options
+@reference_opts
 @click.option("--table-only", "-t", is_flag=True, help="html: the sortable table alone, without figures.")
 @click.option("--case", "-c", default=None, help="html: the test case of the qualitative panels (default: the "
               "first test case).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
 @json_opt("Same as --format json: the leaderboard's rows as a JSON list.")
-def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, table_only, case, output, as_json):
-    """Build the leaderboard from run records (asterisk: difference from the best not significant)."""
-    from . import leaderboard as lb
+def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, reference, scores_file, directions,
+                table_only, case, output, as_json):
+    """Build the leaderboard from run records or a score table (--scores); see --reference for the marks."""
+    from . import leaderboard_export as lx
     from .outputs import check_output_path
     from .record import atomic_write_text
 
     if output:
         check_output_path(output)  # before the statistics, not after
-    df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha)
+    df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha,
+                                                       reference, scores_file, directions, warn=_warn)
     fmt = "json" if as_json else fmt
     if fmt == "csv":
-        text = lb.to_csv(df)
+        text = lx.to_csv(df)
     elif fmt == "json":
-        text = lb.to_json(df)
-    elif fmt == "html" and not table_only:
+        text = lx.to_json(df)
+    elif fmt == "html" and not table_only and scores_file is None:
         from .report import to_report
 
         text = to_report(df, direction, sig, case=case)
@@ -266,7 +286,7 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, t
 
         text = to_latex(df, direction, sig)
     else:
-        text = lb.to_markdown(df, direction, sig)
+        text = lx.to_markdown(df, direction, sig)
     if output:
         atomic_write_text(Path(output), text)
         err.print(f"wrote {output}")

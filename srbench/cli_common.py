@@ -99,3 +99,17 @@ def require_selection(df, results_dir: Path, dataset: str | None, degradation: s
             raise SRBenchError(f"{results_dir}: no runs for {column} {value!r}{did_you_mean(value, present)}; "
                                f"{column}s with runs: {', '.join(present) or 'none'}")
     raise SRBenchError(f"{results_dir}: no runs for dataset {dataset!r} with degradation {degradation!r}")
+
+
+def seed_list(seeds: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` as a list of distinct integers; ``[seed]`` without it."""
+    if seeds is None:
+        return [seed]
+    try:
+        out = [int(v) for v in seeds.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected integers separated by commas, got {seeds!r}", param_hint="--seeds") \
+            from None
+    if not out or len(set(out)) != len(out):
+        raise click.BadParameter(f"expected distinct integers, got {seeds!r}", param_hint="--seeds")
+    return out

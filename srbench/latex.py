@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import leaderboard as lb
+from . import leaderboard_export as lx
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
@@ -29,7 +30,7 @@ def tex_escape(text) -> str:
 
 def _signs(text: str) -> str:
     """After pandas' escaping: the dashes and the times sign of our own cells, as LaTeX."""
-    return str(text).replace("—", "--").replace("×", r"$\times$")
+    return str(text).replace("—", "--").replace("×", r"$\times$").replace("†", r"$^{\dagger}$")
 
 
 def _score(mean, std, digits: int, rank: int, marked: bool) -> str:
@@ -39,8 +40,9 @@ def _score(mean, std, digits: int, rank: int, marked: bool) -> str:
 
 
 def _caption(sig) -> str:
-    text = (r"Per-slice mean $\pm$ SD on the test split; best in \textbf{bold}, second \underline{underlined}; "
-            "-- = unavailable; " + tex_escape(lb.BUDGET_NOTE).replace("---", "--"))
+    text = (r"Per-slice mean $\pm$ SD on the test split (several seeds: the mean of the seeds' means and SDs); "
+            r"best in \textbf{bold}, second \underline{underlined}; "
+            "-- = unavailable; " + tex_escape(lx.BUDGET_NOTE).replace("---", "--"))
     notes = lb.stats_notes(sig)
     if not notes:
         return text
@@ -48,27 +50,30 @@ def _caption(sig) -> str:
     return " ".join([text, "$^{*}$:"] + [tex_escape(n).replace(r" \textasciitilde{} ", r" $\sim$ ") for n in notes])
 
 
-def table_frame(df: pd.DataFrame, direction: dict) -> pd.DataFrame:
-    """The cells (scores already in LaTeX, text raw); a block's name on its first row only."""
-    rk, marked = lb.ranks(df, direction), lb._marked(df)
-    arrows = {m: r"$\uparrow$" if direction.get(m) == "higher" else r"$\downarrow$" for m in lb.METRICS}
+def table_frame(df: pd.DataFrame, direction: dict | None) -> pd.DataFrame:
+    """The cells (scores already in LaTeX, text raw); a block's name and n on its first row only."""
+    infos = lx._infos(df, direction)
+    rk, marked = lx.ranks(df, direction), lx._marked(df)
+    arrows = {m: r"$\uparrow$" if i.direction == "higher" else r"$\downarrow$" for m, i in infos.items()}
     rows = []
     for (dataset, degradation), block in df.groupby(lb.BLOCK, sort=False):
         labels = lb._labels(block)
+        n = ", ".join(f"{v} {k}" for k, v in zip(("subjects", "volumes", "slices", "seeds"), lx._units(block.iloc[0])))
         for i, (idx, r) in enumerate(block.iterrows()):
-            cells = {"Dataset / degradation": f"{dataset} / {degradation}" if i == 0 else "", "Method": labels[idx]}
-            for m in lb.METRICS:
-                cells[f"{m.upper()} {arrows[m]}"] = _score(r[f"{m}_mean"], r[f"{m}_std"], lb.DIGITS[m],
+            cells = {"Dataset / degradation": f"{dataset} / {degradation} ({n})" if i == 0 else "",
+                     "Method": labels[idx] + (" †" if lx._method(r).endswith("†") else "")}
+            for m, info in infos.items():
+                cells[f"{m.upper()} {arrows[m]}"] = _score(r[f"{m}_mean"], r[f"{m}_std"], info.digits,
                                                            rk.loc[idx, m], bool(marked.loc[idx, m]))
-            device, samples, train_time, train_device = lb._budget_cells(r)
-            cells.update({"s/slice": lb._sec(r.sec_per_slice), "Device": device, "Samples": samples,
+            device, samples, train_time, train_device = lx._budget_cells(r)
+            cells.update({"s/slice": lx._sec(r.sec_per_slice), "Device": device, "Samples": samples,
                           "Train time": train_time, "Train device": train_device,
-                          "Params": lb._count(r.get("parameters")), "Steps": lb._steps(r.get("sampling_steps"))})
+                          "Params": lx._count(r.get("parameters")), "Steps": lx._steps(r.get("sampling_steps"))})
             rows.append(cells)
     return pd.DataFrame(rows)
 
 
-def to_latex(df: pd.DataFrame, direction: dict, sig=None, label: str = "tab:srbench") -> str:
+def to_latex(df: pd.DataFrame, direction: dict | None = None, sig=None, label: str = "tab:srbench") -> str:
     r"""A booktabs ``table`` ready to paste (needs ``\usepackage{booktabs}``)."""
     frame = table_frame(df, direction)
     styler = frame.style
@@ -76,6 +81,6 @@ def to_latex(df: pd.DataFrame, direction: dict, sig=None, label: str = "tab:srbe
     styler = styler.hide(axis="index")
     styler.set_table_styles([{"selector": "small", "props": ":;"}], overwrite=False)
     body = styler.to_latex(column_format="ll" + "r" * (len(frame.columns) - 2), position="tbp",
-                           position_float="centering", hrules=True, label=label, caption=_caption(sig),
+                           position_float="centering", hrules=True, label=label, caption=_caption(sig) + (" " + tex_escape(lx.UNFINISHED_NOTE) if lx._has_unfinished(df) else ""),
                            multirow_align="naive-l", environment="table")
     return "% srbench leaderboard; needs \\usepackage{booktabs}\n" + body

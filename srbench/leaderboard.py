@@ -1,22 +1,28 @@
-"""The leaderboard, built from run records (never kept by hand): its rows, marks and notes; CSV, JSON and
-Markdown here, LaTeX in :mod:`srbench.latex` (pandas Styler), HTML in :mod:`srbench.report` (Jinja2 template).
+"""The leaderboard, built from run records (never kept by hand) or from any long score table: rows, seeds,
+statistics and marks. Rendering: CSV, JSON and Markdown in :mod:`srbench.leaderboard_export`, LaTeX in
+:mod:`srbench.latex` (pandas Styler), HTML in :mod:`srbench.report` (Jinja2 template).
 
-One row per method x preset x dataset x degradation: the most recently finished run. Tables show per-slice
-mean ± SD (the paper's convention); within each dataset x degradation block the best value of each metric is
-bold and the second underlined, and a method whose difference from the best is NOT significant gets an asterisk
-(the paper's Table 1). The asterisks come from :mod:`srbench.stats` (``analyse`` on the block's per-slice scores):
-protocol ``paper`` (Shapiro-Wilk on residuals -> ANOVA + Tukey HSD, or Kruskal-Wallis + Dunn with Bonferroni) or
-``paired`` (Friedman + Wilcoxon signed-rank with Holm), unit ``slice`` or ``volume``, alpha 0.05 unless told;
-every export states which were used and, per metric, which omnibus and post-hoc tests ran.
+One row per dataset x degradation x method x preset: the newest configuration of that method (its run identity
+without the seed), aggregated over all its seeds: per metric the mean over seeds of each run's per-slice mean,
+the per-slice SD (mean of the seeds' SDs; one seed: that run's SD), the SD of the seeds' means (``seed_sd``) and
+``n_seeds``. Different datasets (name, root, content fingerprint) are different rows. Every metric a run has
+appears, with the direction, range and digits its record carries (plugin metrics included).
 
-CSV columns: ``method, preset, dataset, degradation, n_slices, <metric>_mean, <metric>_std`` (psnr, ssim, gmsd,
-lpips; empty when unavailable), ``sec_per_slice`` and ``device`` (the run's inference device), the training
-budget ``train_samples`` (steps x batch), ``train_steps, train_batch_size, train_seconds, train_device`` (empty
-for a method that does not train; see :mod:`srbench.provenance`), ``parameters, sampling_steps, weights, run_id,
-finished_at`` and
-``<metric>_not_sig_from_best``: True when the row is not its block's best for that metric and its difference from
-the best is not significant (the asterisk), False otherwise (the best itself, or significantly different), empty
-when no statistics exist for that metric (unavailable metric, or the block's statistics failed: see the notes).
+Within each dataset x degradation block the statistics (:func:`srbench.stats.analyse`, on the seed-averaged
+per-slice scores, or per-volume means) decide the marks: with reference ``best`` a method whose difference from
+the best is NOT significant gets an asterisk; with reference ``METHOD`` (the paper's Table 1) a method whose
+difference from METHOD is not significant. Bold (best) and underline (second) are chosen over the same units the
+statistics tested. Every export states the unit, the protocol, n (subjects, volumes, slices, seeds) and the
+reference, warns when the slices come from few subjects and when the protocol cannot reach significance at
+that n (with the smallest attainable p).
+
+CSV columns: ``method, preset, dataset, degradation, n_subjects, n_cases, n_slices, n_seeds, seeds``, per metric
+``<m>_mean, <m>_std, <m>_seed_sd``, then ``sec_per_slice`` and ``device`` (the run's inference device), the training budget ``train_samples``
+(steps x batch), ``train_steps, train_batch_size, train_seconds, train_device`` (empty for a method that does not
+train; see :mod:`srbench.provenance`), ``parameters, sampling_steps, weights, training`` (finished, or
+unfinished with steps done / planned), ``run_id, finished_at, reference`` and per metric ``<m>_not_sig_from_best`` (reference ``best``) or
+``<m>_not_sig_from_reference``: True when the row carries the mark, False when not (the best/reference itself,
+or a significant difference), empty when no statistics exist for that metric.
 """
 
 from __future__ import annotations
@@ -30,91 +36,141 @@ import pandas as pd
 
 from . import provenance as pv
 from . import record as rec
+from . import scores as sc
 from . import stats as st
 from .errors import SRBenchError
 
-METRICS = ("psnr", "ssim", "gmsd", "lpips")
 KEY = ["dataset", "degradation", "method", "preset"]
 BLOCK = ["dataset", "degradation"]
-NOT_SIG = "{}_not_sig_from_best"
-COLUMNS = (["method", "preset", "dataset", "degradation", "n_slices"]
-           + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-           + ["sec_per_slice", "device", "train_samples", "train_steps", "train_batch_size", "train_seconds",
-              "train_device", "parameters", "sampling_steps", "weights", "run_id", "finished_at"]
-           + [NOT_SIG.format(m) for m in METRICS])
+BUILTIN = ("psnr", "ssim", "gmsd", "lpips")  # the paper's four: always columns, even when no run has one
+FIXED = ["method", "preset", "dataset", "degradation", "n_subjects", "n_cases", "n_slices", "n_seeds", "seeds"]
+TAIL = ["sec_per_slice", "device", "train_samples", "train_steps", "train_batch_size", "train_seconds", "train_device",
+        "parameters", "sampling_steps", "weights", "training", "run_id", "finished_at"]
+FEW_SUBJECTS = 5  # fewer subjects than this behind slice-unit statistics earns a warning
 
 
-def _row(r: dict) -> dict:
-    card = r.get("method_card", {})
-    row = {"method": card.get("name"), "preset": card.get("preset"), "dataset": r["dataset"]["name"],
-           "degradation": r["config"]["degradation"], "n_slices": r["n_slices"]}
-    summary = _lower_keys(r["summary"]["per_slice"])
-    for m in METRICS:
-        s = summary.get(m)
-        row[f"{m}_mean"] = s["mean"] if s else np.nan
-        row[f"{m}_std"] = s["std"] if s else np.nan
-    budget = pv.training_budget(r) or {}
-    row.update(sec_per_slice=r["timings"]["sec_per_slice"], device=pv.run_device(r),
-               **{f"train_{k}": budget.get(k) for k in ("samples", "steps", "batch_size", "seconds", "device")})
-    row.update(parameters=card.get("parameters"),
-               sampling_steps=card.get("sampling_steps"), weights=r.get("weights", {}).get("source"),
-               run_id=r["run_id"], finished_at=r["finished_at"], _dir=r["_dir"])
+def mark_column(metric: str, reference: str = "best") -> str:
+    return f"{metric}_not_sig_from_best" if reference == "best" else f"{metric}_not_sig_from_reference"
+
+
+NOT_SIG = "{}_not_sig_from_best"  # the column name with the default reference
+
+
+# --- rows ---------------------------------------------------------------------------------------------------
+
+
+def metrics_of(records) -> dict[str, rec.MetricInfo]:
+    """Metric name -> info, over the records (first seen wins), the paper's four first."""
+    out = {m: rec.MetricInfo(m, *_V1[m]) for m in BUILTIN}
+    for r in records:
+        for name, info in r.metrics.items():
+            if name not in out or not out[name].definition:
+                out[name] = info
+    return out
+
+
+_V1 = {"psnr": ("higher", (0.0, 80.0), 2), "ssim": ("higher", (-1.0, 1.0), 4), "gmsd": ("lower", (0.0, 0.5), 4),
+       "lpips": ("lower", (0.0, None), 4)}
+
+
+def _label_datasets(records: list) -> dict:
+    """Dataset identity -> label: its name, made unique with a short fingerprint when two identities share it."""
+    ids = {r.dataset_key for r in records}
+    names = {}
+    for key in ids:
+        names.setdefault(key[0], []).append(key)
+    return {key: key[0] if len(names[key[0]]) == 1 else f"{key[0]} [{(key[2] or key[1] or '?')[:8]}]"
+            for key in ids}
+
+
+def _row(runs: list, dataset_label: str, metrics: dict) -> dict:
+    newest = max(runs, key=lambda r: r.finished_at)
+    card = newest.method_card
+    row = {"method": newest.method, "preset": newest.preset, "dataset": dataset_label,
+           "degradation": newest.degradation_spec, "n_subjects": newest.n_subjects, "n_cases": newest.n_cases,
+           "n_slices": newest.n_slices, "n_seeds": len(runs), "seeds": " ".join(str(r.seed) for r in runs)}
+    for m in metrics:
+        stats = [r.per_slice.get(m) for r in runs]
+        means = [s.mean for s in stats if s is not None]
+        ok = len(means) == len(runs)  # a metric some seed lacks is not averaged over the others
+        row[f"{m}_mean"] = float(np.mean(means)) if ok else np.nan
+        row[f"{m}_std"] = float(np.mean([s.std for s in stats])) if ok else np.nan
+        row[f"{m}_seed_sd"] = float(np.std(means, ddof=1)) if ok and len(means) > 1 else np.nan
+    state = [r.training_state for r in runs]
+    unfinished = [s for s in state if s.finished is False]
+    view = {"training": newest.training, "hardware": newest.hardware}  # what srbench.provenance reads
+    budget = pv.training_budget(view) or {}
+    row.update(sec_per_slice=float(np.mean([r.timings.get("sec_per_slice", np.nan) for r in runs])),
+               device=pv.run_device(view),
+               **{f"train_{k}": budget.get(k) for k in ("samples", "steps", "batch_size", "seconds", "device")},
+               parameters=card.get("parameters"), sampling_steps=card.get("sampling_steps"),
+               weights=newest.weights.get("source"),
+               training=("unfinished " + ", ".join(f"{s.steps}/{s.target_steps}" for s in unfinished)) if unfinished
+               else ("finished" if any(s.finished for s in state) else None),
+               run_id=" ".join(r.run_id for r in runs), finished_at=newest.finished_at, _dir=str(newest.path),
+               _runs=runs)
     return row
 
 
-def _lower_keys(d: dict) -> dict:
-    # Records name metrics as the metric does ("PSNR" in older records); the columns are lower case.
-    return {k.lower(): v for k, v in d.items()}
+def load_table(results_dir: Path, dataset: str | None = None, degradation: str | None = None,
+               warn=None) -> pd.DataFrame:
+    """The leaderboard as a DataFrame (sorted by dataset, degradation, first metric's mean, best first).
+
+    Invalid records are reported through ``warn`` (default: the ``srbench.record`` logger) and left out.
+    Columns starting with ``_`` (``_dir``: the newest run's directory; ``_runs``: the records) are internal."""
+    records = rec.load_records(results_dir, warn)
+    return table_from_records(records, dataset, degradation)
 
 
-def load_table(results_dir: Path, dataset: str | None = None, degradation: str | None = None) -> pd.DataFrame:
-    """The leaderboard as a DataFrame (sorted by dataset, degradation, PSNR descending).
-
-    Columns starting with ``_`` (``_dir``: the run directory) are internal and not exported."""
-    rows = [_row(rec.load_record(p)) for p in rec.find_records(results_dir)]
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=[c for c in COLUMNS if not c.endswith("_not_sig_from_best")] + ["_dir"])
-    if dataset:
-        df = df[df.dataset == dataset]
-    if degradation:
-        df = df[df.degradation == degradation]
+def table_from_records(records: list, dataset: str | None = None, degradation: str | None = None) -> pd.DataFrame:
+    metrics = metrics_of(records)
+    labels = _label_datasets(records)
+    rows = [_row(runs, labels[runs[0].dataset_key], metrics) for runs in rec.group_runs(records)]
+    columns = FIXED + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "seed_sd")] + TAIL
+    df = pd.DataFrame(rows, columns=columns + ["_dir", "_runs"])
     for c in ("train_samples", "train_steps", "train_batch_size"):  # counts, empty for methods that do not train
         df[c] = pd.to_numeric(df[c]).round().astype("Int64")
-    # The newest run of each key, whole: groupby().last() would fill its missing values from older runs.
-    df = df.sort_values("finished_at", kind="stable").drop_duplicates(KEY, keep="last")
-    return df.sort_values(["dataset", "degradation", "psnr_mean"], ascending=[True, True, False]).reset_index(drop=True)
+    df.attrs["metrics"] = metrics
+    if dataset:
+        df = df[(df.dataset == dataset) | df["_runs"].map(lambda rs: rs[0].dataset.name == dataset)]
+    if degradation:
+        df = df[df.degradation == degradation]
+    first = next(iter(metrics))
+    df = df.sort_values(["dataset", "degradation", f"{first}_mean"], ascending=[True, True,
+                                                                                 metrics[first].direction == "lower"])
+    df = df.reset_index(drop=True)
+    df.attrs["metrics"] = metrics
+    return df
 
 
-def to_csv(df: pd.DataFrame) -> str:
-    """The public columns (internal ``_`` columns dropped); unavailable values are empty cells."""
-    return df[[c for c in df.columns if not str(c).startswith("_")]].to_csv(index=False)
+def table_from_scores(scores: pd.DataFrame, directions: dict, dataset: str = "scores",
+                      degradation: str = "") -> pd.DataFrame:
+    """The leaderboard of a long score table (``srbench.stats.read_scores``): one row per method (seeds
+    aggregated as for runs); the rows carry their scores for :func:`significance`."""
+    metrics = {m: rec.MetricInfo(m, directions[m]) for m in st.metric_columns(scores) if m != "seed"}
+    rows = []
+    for method, own in scores.groupby("method", sort=False):
+        seeds = sorted(own["seed"].unique()) if "seed" in own else [0]
+        row = {"method": method, "preset": "", "dataset": dataset, "degradation": degradation,
+               "n_subjects": own["patient"].nunique() if "patient" in own else None,
+               "n_cases": own["case"].nunique(), "n_slices": len(own.drop_duplicates(["case", "slice"])),
+               "n_seeds": len(seeds), "seeds": " ".join(str(s) for s in seeds)}
+        for m in metrics:
+            per_seed = [own[own["seed"] == s][m] if "seed" in own else own[m] for s in seeds]
+            means = [v.mean() for v in per_seed]
+            row[f"{m}_mean"] = float(np.mean(means)) if own[m].notna().any() else np.nan
+            row[f"{m}_std"] = float(np.mean([v.std(ddof=1) for v in per_seed])) if own[m].notna().any() else np.nan
+            row[f"{m}_seed_sd"] = float(np.std(means, ddof=1)) if len(means) > 1 else np.nan
+        rows.append({**row, "_scores": own})
+    df = pd.DataFrame(rows)
+    for c in TAIL:
+        df[c] = None
+    df.attrs["metrics"] = metrics
+    return df
 
 
-def to_json(df: pd.DataFrame) -> str:
-    """The CSV's rows as a JSON list of objects (unavailable values are null)."""
-    public = df[[c for c in df.columns if not str(c).startswith("_")]]
-    return public.to_json(orient="records", indent=2, force_ascii=False) + "\n"
-
-
-def directions(results_dir: Path) -> dict:
-    """Metric name -> "higher"/"lower", as recorded by the runs (PSNR, SSIM higher; GMSD, LPIPS lower)."""
-    out = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}
-    for p in rec.find_records(results_dir)[:1]:
-        out.update({k: v["direction"] for k, v in _lower_keys(rec.load_record(p).get("metrics", {})).items()})
-    return out
-
-
-def ranks(df: pd.DataFrame, direction: dict) -> pd.DataFrame:
-    """Per block and metric: 1 for the best mean, 2 for the second, 0 otherwise (NaN never ranks)."""
-    out = pd.DataFrame(0, index=df.index, columns=list(METRICS))
-    for _, block in df.groupby(BLOCK):
-        for m in METRICS:
-            values = block[f"{m}_mean"].dropna()
-            order = values.sort_values(ascending=direction.get(m) == "lower", kind="stable").index
-            for place, idx in enumerate(order[:2], start=1):
-                out.loc[idx, m] = place
-    return out
+def metric_infos(df: pd.DataFrame) -> dict:
+    return df.attrs.get("metrics") or metrics_of([])
 
 
 # --- significance ---------------------------------------------------------------------------------------------
@@ -127,10 +183,12 @@ class BlockStats:
     dataset: str
     degradation: str
     labels: dict  # table row index -> the method's label in the statistics (name, or "name (preset)")
-    runs: dict = field(default_factory=dict)  # label -> run record
-    scores: pd.DataFrame | None = None  # long format, as stats.scores_of gives it
+    runs: dict = field(default_factory=dict)  # label -> the newest run record (for its directions and files)
+    scores: pd.DataFrame | None = None  # long format, seed-averaged, as stats.scores_of gives it
     report: st.StatsReport | None = None
     error: str | None = None  # why there are no statistics for this block
+    n: dict = field(default_factory=dict)  # subjects, cases, slices, seeds behind the statistics
+    warnings: list = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +196,7 @@ class Significance:
     protocol: str = "paper"
     unit: str = "slice"
     alpha: float = st.ALPHA
+    reference: str = "best"
     blocks: list[BlockStats] = field(default_factory=list)
 
 
@@ -146,51 +205,124 @@ def _labels(block: pd.DataFrame) -> dict:
     return {i: r.method if counts[r.method] == 1 else f"{r.method} ({r.preset})" for i, r in block.iterrows()}
 
 
-def significance(df: pd.DataFrame, protocol: str = "paper", unit: str = "slice", alpha: float = st.ALPHA,
-                 ) -> tuple[pd.DataFrame, Significance]:
-    """``df`` with ``<metric>_not_sig_from_best`` columns, and the statistics behind them, per block.
+def _block_scores(block: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    parts = []
+    for i, r in block.iterrows():
+        runs = r.get("_runs")
+        if isinstance(runs, list):
+            parts.append(sc.scores_of({labels[i]: runs}))
+        else:
+            own = sc.seed_average(r["_scores"])
+            parts.append(own.assign(method=labels[i]))
+    return pd.concat(parts, ignore_index=True)
 
-    The rows of a block are compared with :func:`srbench.stats.analyse` on their runs' scores. A block whose
-    scores cannot be read or tested (e.g. a missing scores.csv) gets no marks and an ``error``, not a crash."""
+
+def significance(df: pd.DataFrame, protocol: str = "paper", unit: str = "slice", alpha: float = st.ALPHA,
+                 reference: str = "best") -> tuple[pd.DataFrame, Significance]:
+    """``df`` with the mark columns (see the module docstring), internal ``_rank_<m>`` (1 best, 2 second) and
+    ``_mark_<m>`` columns, and the statistics behind them, per block.
+
+    A block whose scores cannot be read or tested (e.g. a missing scores.csv) gets no marks and an ``error``,
+    not a crash; bold and underline then follow the table's means."""
     if protocol not in st.PROTOCOLS:
         raise SRBenchError(f"unknown protocol {protocol!r}; expected one of {', '.join(st.PROTOCOLS)}")
     if unit not in st.UNITS:
         raise SRBenchError(f"unknown unit {unit!r}; expected one of {', '.join(st.UNITS)}")
     if not 0 < alpha < 1:
         raise SRBenchError(f"alpha must be between 0 and 1, got {alpha}")
-    out = df.copy()
-    for m in METRICS:
-        out[NOT_SIG.format(m)] = pd.Series([None] * len(out), index=out.index, dtype=object)
-    result = Significance(protocol, unit, alpha)
-    if out.empty:
-        return out, result
+    if reference != "best" and not df.empty and reference not in set(df["method"]):
+        raise SRBenchError(f"--reference {reference!r}: no such method in the table "
+                           f"(methods: {', '.join(sorted(set(df['method'])))})")
+    out, metrics = df.copy(), metric_infos(df)
+    out.attrs["metrics"] = metrics
+    for m in metrics:
+        out[mark_column(m, reference)] = pd.Series([None] * len(out), index=out.index, dtype=object)
+        out[f"_mark_{m}"] = False
+    out["reference"] = reference
+    result = Significance(protocol, unit, alpha, reference)
     for (dataset, degradation), block in out.groupby(BLOCK, sort=False):
         labels = _labels(block)
         bs = BlockStats(str(dataset), str(degradation), labels)
         result.blocks.append(bs)
-        try:
-            bs.runs = {labels[i]: rec.load_record(Path(r["_dir"]) / rec.RECORD) for i, r in block.iterrows()}
-            bs.scores = st.scores_of(bs.runs)
-            metrics = [m for m in METRICS if m in bs.scores.columns]
-            with warnings.catch_warnings():  # scipy's Wilcoxon on all-zero differences (identical methods):
-                warnings.simplefilter("ignore", RuntimeWarning)  # p is NaN, which stats reads as "no difference"
-                bs.report = st.analyse(bs.scores, st.directions_of(bs.runs), protocol, unit, alpha, metrics)
-        except (SRBenchError, OSError, KeyError, ValueError) as exc:
-            bs.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SRBenchError) else str(exc)
-            continue
-        for m, res in bs.report.metrics.items():
-            for i, label in labels.items():
-                if label in res.means:
-                    out.at[i, NOT_SIG.format(m)] = label in res.not_different_from_best
+        _block_significance(out, block, bs, metrics, result)
+    _rank(out, metrics, result)
     return out, result
 
 
-def _marked(df: pd.DataFrame) -> pd.DataFrame:
-    """Row x metric: True where the asterisk goes."""
-    cols = {m: (df[NOT_SIG.format(m)] == True) if NOT_SIG.format(m) in df else False  # noqa: E712 - None-safe
-            for m in METRICS}
-    return pd.DataFrame(cols, index=df.index).astype(bool)
+def _block_significance(out, block, bs: BlockStats, metrics: dict, sig: Significance) -> None:
+    labels = bs.labels
+    try:
+        bs.runs = {labels[i]: r["_runs"][-1] for i, r in block.iterrows() if isinstance(r.get("_runs"), list)}
+        bs.scores = _block_scores(block, labels)
+        bs.n = units_of(bs.scores, block)
+        names = [m for m in metrics if m in bs.scores.columns]
+        with warnings.catch_warnings():  # scipy's Wilcoxon on all-zero differences (identical methods):
+            warnings.simplefilter("ignore", RuntimeWarning)  # p is NaN, which stats reads as "no difference"
+            bs.report = st.analyse(bs.scores, {m: metrics[m].direction for m in names}, sig.protocol, sig.unit,
+                                   sig.alpha, names)
+    except (SRBenchError, OSError, KeyError, ValueError) as exc:
+        bs.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SRBenchError) else str(exc)
+        return
+    bs.warnings = unit_warnings(bs, sig)
+    for m, res in bs.report.metrics.items():
+        ref = sig.reference
+        if ref != "best" and ref not in [labels[i] for i in labels]:
+            ref = next((labels[i] for i in labels if block.loc[i, "method"] == ref), None)
+        marked = st.not_different_from(res, res.best if ref == "best" else ref)
+        anchor = res.best if ref == "best" else ref
+        for i, label in labels.items():
+            if label in res.means and anchor is not None:
+                out.at[i, mark_column(m, sig.reference)] = label in marked
+                out.at[i, f"_mark_{m}"] = label in marked
 
+
+def _rank(out: pd.DataFrame, metrics: dict, sig: Significance) -> None:
+    """Best (1) and second (2) per block and metric: over the statistics' units when tested, else the table."""
+    for m in metrics:
+        out[f"_rank_{m}"] = 0
+    stats_of = {(b.dataset, b.degradation): b for b in sig.blocks}
+    for key, block in out.groupby(BLOCK, sort=False):
+        bs = stats_of.get(tuple(str(k) for k in key))
+        for m, info in metrics.items():
+            res = bs.report.metrics.get(m) if bs is not None and bs.report is not None else None
+            if res is not None and res.means:
+                values = pd.Series({i: res.means.get(bs.labels[i], np.nan) for i in block.index}).dropna()
+            else:
+                values = block[f"{m}_mean"].dropna() if f"{m}_mean" in block else pd.Series(dtype=float)
+            order = values.astype(float).sort_values(ascending=info.direction == "lower", kind="stable").index
+            for place, idx in enumerate(order[:2], start=1):
+                out.loc[idx, f"_rank_{m}"] = place
+
+
+def units_of(scores: pd.DataFrame, block: pd.DataFrame) -> dict:
+    """Subjects, volumes (cases), slices and seeds behind a block's statistics."""
+    one = scores.drop_duplicates(["case", "slice"]) if "slice" in scores else scores
+    subjects = pd.to_numeric(block["n_subjects"], errors="coerce").max()
+    return {"subjects": None if pd.isna(subjects) else int(subjects), "cases": int(one["case"].nunique()), "slices": int(len(one)),
+            "seeds": sorted({int(n) for n in block["n_seeds"]})}
+
+
+def unit_warnings(bs: BlockStats, sig: Significance) -> list[str]:
+    """Few subjects behind slice statistics; a protocol that cannot reach alpha at this n; volume means over
+    different slices."""
+    out, n = [], bs.n
+    if sig.unit == "slice" and n.get("subjects") is not None and n["subjects"] < FEW_SUBJECTS:
+        out.append(f"the {n['slices']} slices come from {n['subjects']} subject(s): slices of one subject are "
+                   "correlated, so slice-level p-values overstate the evidence")
+    k = len(bs.labels)
+    units = n["cases"] if sig.unit == "volume" else n["slices"]
+    smallest = st.smallest_attainable_p(sig.protocol, k, units, sig.unit)
+    if smallest is not None and smallest >= sig.alpha:
+        out.append(f"with {k} methods and {units} {sig.unit}s the {sig.protocol} protocol cannot reach "
+                   f"significance (smallest attainable adjusted p = {smallest:.3g} ≥ α = {sig.alpha:g})")
+    if sig.unit == "volume" and bs.scores is not None and "slice" in bs.scores:
+        sets = {m: frozenset(zip(g["case"], g["slice"])) for m, g in bs.scores.groupby("method")}
+        if len(set(sets.values())) > 1:
+            out.append("volume means are over different slices for some methods (slices not scored by all)")
+    return out
+
+
+# --- notes ----------------------------------------------------------------------------------------------------
 
 PROTOCOL_TEXT = {
     "paper": ("paper protocol: per metric, Shapiro–Wilk on the residuals of score ~ method (normal when "
@@ -207,14 +339,22 @@ def _p(p) -> str:
 
 
 def stats_notes(sig: Significance | None) -> list[str]:
-    """Plain-text lines for under a table: the marks' meaning, the protocol, and per block the tests run."""
+    """Plain-text lines for under a table: the marks' meaning and reference, the protocol and unit, and per
+    block n (subjects, volumes, slices, seeds), the tests run and any warning about the units."""
     if sig is None:
         return []
-    lines = [f"* = difference from the best (bold) NOT significant at α = {sig.alpha:g} "
-             f"({PROTOCOL_TEXT[sig.protocol]}; {UNIT_TEXT[sig.unit]}). Best = best mean in the metric's direction "
-             "over the units tested; with no test possible, every method counts as not different."]
+    anchor = "the best (bold)" if sig.reference == "best" else f"the reference method {sig.reference}"
+    lines = [f"* = difference from {anchor} NOT significant at α = {sig.alpha:g} "
+             f"({PROTOCOL_TEXT[sig.protocol]}; {UNIT_TEXT[sig.unit]}; several seeds: per-slice scores averaged "
+             "over seeds first). Best = best mean in the metric's direction over the units tested; with no test "
+             "possible, every method counts as not different."]
     for b in sig.blocks:
-        lines.append(f"{b.dataset} / {b.degradation}: " + _block_text(b))
+        n = b.n
+        count = (f"n = {n.get('subjects', '?')} subject(s), {n.get('cases', '?')} volume(s), "
+                 f"{n.get('slices', '?')} slice(s), seeds per method {'/'.join(map(str, n.get('seeds', []))) or '?'}"
+                 if n else "")
+        text = f"{b.dataset} / {b.degradation}: " + (f"{count}; " if count else "") + _block_text(b)
+        lines.append(text + "".join(f" Warning: {w}." for w in b.warnings))
     return lines
 
 
@@ -222,7 +362,7 @@ def _block_text(b: BlockStats) -> str:
     if b.error:
         return f"no statistics ({b.error})"
     parts = []
-    for m in METRICS:
+    for m in list(b.report.metrics) + list(b.report.skipped):
         res = b.report.metrics.get(m)
         if res is None:
             if m in b.report.skipped:
@@ -238,119 +378,3 @@ def _block_text(b: BlockStats) -> str:
             text += f", {res.dropped} {res.unit}(s) not scored by every method dropped"
         parts.append(text)
     return "; ".join(parts) + "."
-
-
-# --- formatting -----------------------------------------------------------------------------------------------
-
-DIGITS = {"psnr": 2, "ssim": 4, "gmsd": 4, "lpips": 4}
-BUDGET_NOTE = ("s/slice = inference seconds per slice on the run's device; samples seen = training steps × batch "
-               "(the training budget of a learned method, — when it does not train), train time = its wall time, "
-               "train device = where it trained; params = trainable parameters; steps = sampling steps.")
-
-
-def _cell(mean, std, digits=4) -> str:
-    return "—" if pd.isna(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _count(n) -> str:
-    """Parameter count, short: 1.23 M, 45.6 k; — when not applicable."""
-    if n is None or pd.isna(n):
-        return "—"
-    n = float(n)
-    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)}"
-
-
-def _steps(n) -> str:
-    return "—" if n is None or pd.isna(n) else str(int(n))
-
-
-def _sec(x) -> str:
-    return "—" if x is None or pd.isna(x) else f"{x:.3g}"
-
-
-def _head(direction: dict) -> list[str]:
-    arrows = {m: "↑" if direction.get(m) == "higher" else "↓" for m in METRICS}
-    return (["dataset", "degradation", "method", "preset", "n"] + [f"{m.upper()} {arrows[m]}" for m in METRICS]
-            + ["s/slice", "device", "samples seen", "train time", "train device", "params", "steps"])
-
-
-def _budget_cells(r) -> list[str]:
-    """device, samples seen, train time, train device: the run's inference device and training budget."""
-    if pd.isna(r.get("train_samples")) and pd.isna(r.get("train_seconds")):
-        budget = None
-    else:
-        budget = {"samples": None if pd.isna(r.get("train_samples")) else r.get("train_samples"),
-                  "steps": None if pd.isna(r.get("train_steps")) else r.get("train_steps"),
-                  "batch_size": None if pd.isna(r.get("train_batch_size")) else r.get("train_batch_size")}
-    seconds = r.get("train_seconds")
-    return [_text(r.get("device")), pv.samples_text(budget),
-            pv.duration(None if seconds is None or pd.isna(seconds) else float(seconds)), _text(r.get("train_device"))]
-
-
-def _text(value) -> str:
-    return "—" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-
-
-def to_markdown(df: pd.DataFrame, direction: dict, sig: Significance | None = None) -> str:
-    """A pipe table (GitHub Markdown) with the notes under it. Written here: pandas' ``to_markdown`` needs
-    ``tabulate``, which is not a dependency, and a pipe table is one line per row; cells escape ``|``."""
-    rk, marked = ranks(df, direction), _marked(df)
-    head = _head(direction)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for idx, r in df.iterrows():
-        cells = [r.dataset, r.degradation, r.method, r.preset, str(r.n_slices)]
-        for m in METRICS:
-            text = _cell(r[f"{m}_mean"], r[f"{m}_std"], DIGITS[m])
-            text = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(rk.loc[idx, m], text)
-            cells.append(text + ("<sup>\\*</sup>" if marked.loc[idx, m] else ""))
-        cells += [_sec(r.sec_per_slice), *_budget_cells(r), _count(r.get("parameters")),
-                  _steps(r.get("sampling_steps"))]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
-    lines.append("")
-    lines.append("Mean ± SD over test slices; **best**, <u>second</u>; — = metric unavailable (see the run record); "
-                 f"{BUDGET_NOTE}")
-    for note in stats_notes(sig):
-        lines += ["", note.replace("*", "\\*", 1) if note.startswith("*") else note]
-    return "\n".join(lines) + "\n"
-
-
-# --- HTML -----------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-def table_cells(df: pd.DataFrame, direction: dict) -> tuple[list[str], list[dict]]:
-    """(header, rows) of the HTML table, for the report's template: each row ``{"run": run id, "cells": [...]}``,
-    each cell ``{"text", "sort"}`` (the number sorted on, "" when none) plus ``rank`` (1 best, 2 second) and
-    ``marked`` (difference from the best not significant) on score cells."""
-    rk, marked = ranks(df, direction), _marked(df)
-    rows = []
-    for idx, r in df.iterrows():
-        cells = [{"text": str(v)} for v in (r.dataset, r.degradation, r.method, r.preset)]
-        cells.append({"text": str(int(r.n_slices)), "sort": repr(float(r.n_slices))})
-        for m in METRICS:
-            mean = r[f"{m}_mean"]
-            cells.append({"text": _cell(mean, r[f"{m}_std"], DIGITS[m]), "sort": "" if pd.isna(mean) else repr(float(mean)),
-                          "rank": int(rk.loc[idx, m]), "marked": bool(marked.loc[idx, m])})
-        device, samples, train_time, train_device = _budget_cells(r)
-        params, steps = r.get("parameters"), r.get("sampling_steps")
-        for value, text in ((r.sec_per_slice, _sec(r.sec_per_slice)), (None, device), (r.get("train_samples"), samples),
-                            (r.get("train_seconds"), train_time), (None, train_device), (params, _count(params)),
-                            (steps, _steps(steps))):
-            if value is None and text != "—":  # a text column: sorted alphabetically
-                cells.append({"text": text})
-            else:
-                cells.append({"text": text, "sort": "" if value is None or pd.isna(value) else repr(float(value))})
-        rows.append({"run": str(r.run_id), "cells": cells})
-    return _head(direction), rows
-
-
-def table_notes(sig: Significance | None, notes=()) -> list[str]:
-    base = ("Mean ± SD over test slices; best in bold, second underlined; — = metric unavailable; "
-            f"{BUDGET_NOTE} Click a column header to sort.")
-    return [base, *stats_notes(sig), *notes]

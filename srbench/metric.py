@@ -24,6 +24,7 @@ class MetricInfo:
     direction: str  # HIGHER or LOWER is better
     value_range: tuple[float, float]
     definition: str  # one line, the convention in words
+    digits: int = 4  # decimals a table shows
 
 
 class Metric:

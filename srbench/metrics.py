@@ -51,7 +51,7 @@ class PSNR(Metric):
     """Peak signal-to-noise ratio over the whole image (piq.psnr, data range 1, reduction 'none')."""
 
     info = MetricInfo(
-        name="psnr", direction=HIGHER, value_range=(0.0, 80.0),
+        name="psnr", direction=HIGHER, value_range=(0.0, 80.0), digits=2,
         definition="10 log10(1 / (MSE + 1e-8)) dB per image, data range 1 (piq.psnr); identical images give 80 dB",
     )
 

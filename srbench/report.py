@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import leaderboard as lb
+from . import leaderboard_export as lx
 from . import panels as pn
 from . import provenance as pv
 from . import stats as st
@@ -84,14 +85,14 @@ def box_plot_figure(scores: pd.DataFrame, metric: str, direction: str | None, un
     return fig
 
 
-def _boxplots(block: lb.BlockStats, unit: str, name: str) -> tuple[list[dict], str]:
-    directions = st.directions_of(block.runs)
-    metrics = [m for m in lb.METRICS if m in block.scores.columns and block.scores[m].notna().any()]
+def _boxplots(block: lb.BlockStats, unit: str, name: str, infos: dict) -> tuple[list[dict], str]:
+    directions = {m: i.direction for m, i in infos.items()}
+    metrics = [m for m in infos if m in block.scores.columns and block.scores[m].notna().any()]
     plots = [{"metric": m.upper(), "uri": data_uri(box_plot_figure(block.scores, m, directions.get(m), unit, name))}
              for m in metrics]
     caption = (f"Distribution of each metric per method over test {unit}s "
                f"(box: quartiles, line: median, triangle: mean, whiskers: 1.5 IQR).")
-    unavailable = [m.upper() for m in lb.METRICS if m not in metrics]
+    unavailable = [m.upper() for m in infos if m not in metrics]
     if unavailable:
         caption += f" Not shown (unavailable): {', '.join(unavailable)}."
     return plots, caption
@@ -195,7 +196,7 @@ def _card(label: str, record: dict) -> dict:
 def _run_row(row: pd.Series, record: dict) -> dict:
     budget = pv.training_budget(record)
     return {"dataset": row.dataset, "degradation": row.degradation, "method": row.method, "preset": row.preset,
-            "run id": row.run_id, "device": pv.hardware_text(record), "s/slice": lb._sec(row.sec_per_slice),
+            "run id": row.run_id, "device": pv.hardware_text(record), "s/slice": lx._sec(row.sec_per_slice),
             "weights": row.get("weights") or "—", "samples seen": pv.samples_text(budget),
             "train time": pv.duration((budget or {}).get("seconds")),
             "train device": (budget or {}).get("device") or "—",
@@ -211,17 +212,14 @@ def report_date() -> str:
 
 
 def _records(df: pd.DataFrame, sig: lb.Significance) -> dict:
-    """Table row index -> run record (the statistics' copy where it has one)."""
-    from .record import RECORD, load_record
+    """Table row index -> the newest run record's JSON form (what the display helpers read)."""
+    from .record import load_record
 
     out = {}
-    for block in sig.blocks:
-        for idx, label in block.labels.items():
-            if label in block.runs:
-                out[idx] = block.runs[label]
     for idx in df.index:
-        if idx not in out:
-            out[idx] = load_record(Path(df.loc[idx, "_dir"]) / RECORD)
+        runs = df.loc[idx, "_runs"] if "_runs" in df else None
+        record = runs[-1] if isinstance(runs, list) else load_record(Path(df.loc[idx, "_dir"]))
+        out[idx] = record.to_dict()
     return out
 
 
@@ -257,19 +255,19 @@ def to_report(df: pd.DataFrame, direction: dict, sig: lb.Significance, title: st
         if block.scores is None:
             entry["error"] = block.error or "no scores"
         else:
-            entry["boxplots"], entry["boxplot_caption"] = _boxplots(block, sig.unit, name)
+            entry["boxplots"], entry["boxplot_caption"] = _boxplots(block, sig.unit, name, lb.metric_infos(df))
             entry["panels"] = _panels(block, df, case)
         blocks.append(entry)
     if case is not None and figures and blocks and not any(p["uri"] for b in blocks for p in b["panels"]):
         kept = sorted({c for d in df["_dir"] for c in pn.kept_cases(Path(d))})
         raise SRBenchError(f"--case {case!r}: no run kept examples of this case{did_you_mean(case, kept)}; "
                            f"kept: {', '.join(kept) or 'none'}")
-    header, rows = lb.table_cells(df, direction)
+    header, rows = lx.table_cells(df, direction)
     finished = sorted(str(v) for v in df["finished_at"]) if len(df) else ["—"]
     page = _environment().get_template("report.html.j2").render(
         title=title, version=__version__, date=report_date(), results_dir=_results_dir(df),
         first_finished=finished[0], last_finished=finished[-1], hardware=_hardware(df, records),
-        header=header, rows=rows, notes=lb.table_notes(sig if sig.blocks else None, notes), figures=figures,
+        header=header, rows=rows, notes=lx.table_notes(sig if sig.blocks else None, notes, df), figures=figures,
         blocks=blocks, cards=[_card(f"{r.method} ({r.preset})", records[i]) for i, r in df.iterrows()],
         runs=[_run_row(r, records[i]) for i, r in df.iterrows()], run_columns=RUN_COLUMNS,
         sort_js=(TEMPLATES / "sort.js").read_text(encoding="utf-8"))

@@ -32,17 +32,57 @@ def stats_options(command):
                         )(command)
 
 
-def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha):
-    """(table with marks, statistics, metric directions, results dir); a clear error when there is no run."""
+def reference_opts(command):
+    """--reference, --scores and --direction: what the marks are relative to, and tables from a score file."""
+    command = click.option("--direction", "-x", "directions", multiple=True,
+                           help="With --scores: NAME=higher|lower for a metric the registry does not know "
+                                "(repeatable).")(command)
+    command = click.option("--scores", "-F", "scores_file", type=click.Path(path_type=Path), default=None,
+                           help="Build the table from a long score CSV (method, case, slice, one column per metric, "
+                                "optional seed and patient) instead of run records.")(command)
+    return click.option("--reference", "-e", default="best", show_default=True,
+                        help="What an asterisk is relative to: best (difference from the best not significant) or "
+                             "a METHOD (difference from METHOD not significant: the paper's Table 1, with its "
+                             "proposed method).")(command)
+
+
+def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, reference="best", scores_file=None,
+                     directions=(), warn=None):
+    """(table with marks, statistics, metric directions, results dir); a clear error when there is no run.
+
+    Invalid run records are reported through ``warn`` and left out; each block's warnings about its units
+    (few subjects, unreachable significance) and unfinished training are reported through it too."""
     from . import leaderboard as lb
 
-    results_dir = results_dir_or_default(results_dir)
-    require_runs(results_dir)
-    df = lb.load_table(results_dir, dataset, degradation)
-    if not len(df):
-        require_selection(df, results_dir, dataset, degradation, lb.load_table(results_dir))
-    df, sig = lb.significance(df, protocol, unit, alpha)
-    return df, sig, lb.directions(results_dir), results_dir
+    if scores_file is not None:
+        from .scores import parse_directions, read_scores
+        from .stats import metric_columns
+
+        table = read_scores(scores_file)
+        metrics = [m for m in metric_columns(table) if m != "seed"]
+        df = lb.table_from_scores(table, parse_directions(directions, metrics, scores_file),
+                                  dataset or Path(scores_file).stem, degradation or "")
+    else:
+        results_dir = results_dir_or_default(results_dir)
+        require_runs(results_dir)
+        df = lb.load_table(results_dir, dataset, degradation, warn=warn)
+        if not len(df):
+            require_selection(df, results_dir, dataset, degradation, lb.load_table(results_dir))
+    df, sig = lb.significance(df, protocol, unit, alpha, reference)
+    for block in sig.blocks:
+        for message in block.warnings:
+            (warn or _log)(f"{block.dataset} / {block.degradation}: {message}")
+    unfinished = df["training"].astype(str).str.startswith("unfinished") if "training" in df else []
+    if any(unfinished):
+        (warn or _log)("training stopped before its planned steps for " + ", ".join(df.loc[unfinished, "method"])
+                       + " (marked †; rerun the run to resume it)")
+    return df, sig, {m: i.direction for m, i in lb.metric_infos(df).items()}, results_dir
+
+
+def _log(message: str) -> None:
+    import logging
+
+    logging.getLogger("srbench.leaderboard").warning(message)
 
 
 @click.command("report", context_settings=CONTEXT)
@@ -52,9 +92,11 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha):
 @click.option("--case", "-c", default=None,
               help="Test case shown in the qualitative panels (default: the first test case).")
 @stats_options
+@click.option("--reference", "-e", default="best", show_default=True,
+              help="What an asterisk is relative to: best, or a METHOD (the paper's Table 1).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True,
               help="HTML file to write (atomically); - prints the page on stdout.")
-def report_command(results_dir, dataset, degradation, case, protocol, unit, alpha, output):
+def report_command(results_dir, dataset, degradation, case, protocol, unit, alpha, reference, output):
     """Write the HTML report: leaderboard with budgets, statistics, box plots, axial/coronal/sagittal panels,
     method cards and the hardware of every run, in one self-contained file readable on a phone."""
     from rich.console import Console
@@ -62,7 +104,10 @@ def report_command(results_dir, dataset, degradation, case, protocol, unit, alph
     from .record import atomic_write_text
     from .report import to_report
 
-    df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha)
+    err = Console(stderr=True)
+    df, sig, direction, results_dir = leaderboard_data(
+        results_dir, dataset, degradation, protocol, unit, alpha, reference,
+        warn=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
     text = to_report(df, direction, sig, case=case)
     if str(output) == "-":
         click.echo(text, nl=False)

@@ -1,16 +1,18 @@
 """The runner: dataset -> degradation -> method (fit / load, predict) -> metrics -> run record.
 
-A run is method@version x dataset@split-hash x degradation@params x seed (x weights). Re-running a finished
-run is a no-op unless forced; the record is written last and atomically.
+A run is method@version+settings x dataset@content+split-hash x degradation@params x seed x weights x scoring
+pipeline version (``_identity``). Re-running a finished run is a no-op unless forced; a run whose record is
+corrupt, or whose training stopped early (``--max-minutes``), is done again (training resumes). The record
+(``srbench.record.RunRecord``) is written last and atomically.
 
-Under ``torchrun --nproc_per_node N`` (``srbench.distributed``): ``train`` trains data-parallel (the engine) and
-rank 0 writes the weights and record; ``run`` shards the test split by case (case i on rank i mod N, each case
+Under ``torchrun --nproc_per_node N`` (``srbench.distributed``): ``run`` shards the test split by case (case i on rank i mod N, each case
 predicted whole, so a stochastic method sees the same per-case generator as in one process), gathers every
 rank's per-slice scores and timings, and rank 0 writes one record whose rows are in the one-process order.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import resource
@@ -27,16 +29,16 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import distributed
+from . import distributed, environment
 from . import record as rec
 from .cache import PreprocessCache
 from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
-from .dataset_spec import make_dataset  # also reached as runner.make_dataset
+from .dataset_spec import dataset_folder, dataset_identity, make_dataset  # make_dataset: also runner's
 from .degradation import Degradation, build, parse_spec
 from .errors import SRBenchError
 from .lock import run_lock
-from .outputs import check_output_path, check_results_dir
+from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
@@ -66,6 +68,8 @@ class RunOptions:
     pretrained_only: bool = False  # skip, instead of training, a learned method without weights
     checkpoint: Path | None = None
     data_root: str | None = None
+    steps: int | None = None  # training steps instead of the preset's (a different run)
+    max_minutes: float | None = None  # stop training after this long; the run is recorded unfinished and resumes
 
 
 @dataclass
@@ -145,10 +149,11 @@ def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:
         return {"source": "none"}
     if opts.checkpoint is not None:
         path = require_checkpoint(opts.checkpoint)
-        return {"source": "checkpoint", "path": str(path), "sha256": sha256_file(path)}
+        return {"source": "checkpoint", "name": path.name, "path": str(path.resolve()), "sha256": sha256_file(path)}
     shipped = None if opts.train else method_cls.shipped_checkpoint(dataset_name, opts.preset)
-    if shipped is not None:
-        info = {"source": "shipped", "path": str(shipped), "sha256": sha256_file(shipped)}
+    if shipped is not None:  # recorded relative to the plugin's folder: the record holds no machine's paths
+        info = {"source": "shipped", "name": shipped.name, "sha256": sha256_file(shipped), "_file": str(shipped),
+                "path": os.path.relpath(shipped, Path(inspect.getfile(method_cls)).parent)}
         card = shipped.with_suffix(".json")
         if card.exists():
             info["training_record"] = json.loads(card.read_text(encoding="utf-8"))
@@ -201,11 +206,15 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
         console.print(f"[yellow]skipped {setup.method.name}:[/] no shipped {setup.dataset.name}-{opts.preset} "
                       f"checkpoint (train one with --train, or give --checkpoint)", highlight=False)
         return None, False
-    rid, out_dir = _identity(setup)
+    metrics = list(get_registry().metrics.values())
+    identity = _identity(setup)
+    rid = rec.run_id(identity)
+    out_dir = rec.run_dir(opts.results_dir, dataset_folder(identity["dataset"]), setup.deg_spec.replace("/", "_"),
+                          setup.method.name, rid)
     # One process per run folder (rank 0 holds the lock for the ranks): a second waits, then finds it finished.
     waiting = _announce_wait(console, rid)
     with run_lock(opts.results_dir, out_dir, waiting) if distributed.is_main() else nullcontext():
-        return _run_once(setup, rid, out_dir, console)
+        return _run_once(setup, identity, out_dir, metrics, console)
 
 
 def _announce_wait(console: Console, rid: str):
@@ -213,17 +222,24 @@ def _announce_wait(console: Console, rid: str):
                                         highlight=False)
 
 
-def _run_once(setup: Setup, rid: str, out_dir: Path, console: Console) -> tuple[Path | None, bool]:
+def _run_once(setup: Setup, identity: dict, out_dir: Path, metrics: list, console: Console,
+              ) -> tuple[Path | None, bool]:
     """The run itself, once it owns its folder: skip it when finished, else weights, test split, record."""
-    opts = setup.opts
-    if distributed.broadcast_object((out_dir / rec.RECORD).exists() and not opts.force):  # rank 0 decides
+    opts, rid = setup.opts, out_dir.name
+    if distributed.broadcast_object(_finished(out_dir, console) and not opts.force):  # rank 0 decides
         console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
         return out_dir, False
+    if opts.max_minutes is not None:  # a stopping rule, not part of the identity: a rerun resumes the run
+        train_settings(setup.method)["max_seconds"] = opts.max_minutes * 60
     timings, training = _obtain_weights(setup, out_dir, console)
-    metrics = list(get_registry().metrics.values())
     evaluation = _gather(_evaluate(setup, metrics, console), setup.dataset.name)
     evaluation.timings.update(timings)
-    record = _record(setup, rid, metrics, evaluation, training)
+    record = _record(setup, rid, identity, metrics, evaluation, training)
+    if record.unfinished_training:
+        state = record.training_state
+        console.print(f"[yellow]warning:[/] {setup.method.name}'s training stopped at step {state.steps} of "
+                      f"{state.target_steps}: recorded as unfinished; run the same command again to resume it",
+                      highlight=False)
     if distributed.is_main():
         _write(out_dir, record, evaluation)
     distributed.barrier()
@@ -236,25 +252,48 @@ def _setup(opts: RunOptions) -> Setup:
     deg_spec = opts.degradation or dataset.default_degradation
     _, degradation = make_degradation(deg_spec)
     method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
+    if opts.steps is not None:
+        if not method_cls.trains:
+            raise SRBenchError(f"method {opts.method!r} does not train; --steps applies to learned methods")
+        set_steps(method, opts.steps)
     return Setup(opts, method, dataset, deg_spec, degradation, dataset.manifest(),
                  _weights(method_cls, opts, dataset.name))
 
 
-def _identity(s: Setup) -> tuple[str, Path]:
-    """The run id and folder. The preset's settings are part of a run's identity: an edited preset is a new run,
-    not a finished one."""
-    identity = {"method": s.method.name, "method_version": s.method.version, "preset": s.opts.preset,
-                "settings": s.method.settings,
-                "dataset": s.dataset.name, "split_hash": s.manifest.hash, "degradation": s.degradation.params(),
-                "seed": s.opts.seed, "weights": {k: s.weights.get(k) for k in ("source", "sha256")}}
-    rid = rec.run_id(identity)
-    return rid, rec.run_dir(s.opts.results_dir, s.dataset.name, s.deg_spec.replace("/", "_"), s.method.name, rid)
+def _identity(s: Setup) -> dict:
+    """Everything that determines a run's scores: the data (name, root, content fingerprint, split), the
+    degradation, the method (version, preset and its settings: an edited preset is a new run), the seed, the
+    weights, and the scoring pipeline (its version, the normalisation, the LR-to-HR interpolator)."""
+    train = {k: v for k, v in s.method.settings.get("train", {}).items() if k not in ("max_seconds", "checkpoint_every")}
+    settings = {**s.method.settings, "train": train} if "train" in s.method.settings else s.method.settings
+    return {"method": s.method.name, "method_version": s.method.version, "preset": s.opts.preset,
+            "settings": settings, "dataset": dataset_identity(s.dataset), "split_hash": s.manifest.hash,
+            "degradation": s.degradation.params(), "seed": s.opts.seed,
+            "weights": {k: s.weights.get(k) for k in ("source", "sha256")},
+            "scoring": {"version": rec.SCORING_VERSION, "normalisation": NORMALISATION,
+                        "interpolator": s.method.input_interpolator}}
+
+
+def _finished(out_dir: Path, console: Console) -> bool:
+    """A valid record whose training reached its planned steps; a corrupt or partial record, or unfinished
+    training, means the run is done again (training resumes from the run's checkpoint)."""
+    if not (out_dir / rec.RECORD).exists():
+        return False
+    try:
+        record = rec.load_record(out_dir)
+    except rec.RecordError as exc:
+        console.print(f"[yellow]warning:[/] {exc}; running it again", highlight=False)
+        return False
+    if record.unfinished_training and record.weights.get("source") == "trained-in-run":
+        console.print(f"resuming {record.method}'s unfinished training ({out_dir})", highlight=False)
+        return False
+    return True
 
 
 def _obtain_weights(s: Setup, out_dir: Path, console: Console) -> tuple[dict, dict | None]:
     """Load the weights, or fit the method on the train split now; returns (timings, training record)."""
     if s.weights["source"] in ("checkpoint", "shipped"):
-        s.method.load(Path(s.weights["path"]))
+        s.method.load(Path(s.weights.get("_file") or s.weights["path"]))
         s.method.training_facts = (s.weights.get("training_record") or {}).get("training")
         return {}, s.weights.get("training_record")
     if s.weights["source"] != "trained-in-run":
@@ -340,83 +379,60 @@ def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
     return ev
 
 
-def _record(s: Setup, rid: str, metrics: list, ev: Evaluation, training: dict | None) -> dict:
+def _record(s: Setup, rid: str, identity: dict, metrics: list, ev: Evaluation, training: dict | None,
+            ) -> rec.RunRecord:
     table = pd.DataFrame(ev.rows)
     names = [m.name for m in metrics]
     per_slice = summarise({n: (None if table[n].isna().all() else table[n].to_numpy(float)) for n in names})
     per_case = table.groupby("case")[names].mean()
     per_volume = summarise({n: (None if per_case[n].isna().all() else per_case[n].to_numpy(float)) for n in names})
-    return {
-        "schema": rec.SCHEMA, "run_id": rid, "status": "finished",
+    ds = identity["dataset"]
+    return rec.record_from_dict({
+        "schema": rec.SCHEMA, "run_id": rid, "status": "finished", "identity": identity,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {**asdict(s.opts), "degradation": s.deg_spec, "results_dir": str(s.opts.results_dir)},
+        "command": environment.command_line(),
         "method_card": s.method.card(),
         "dataset": {"name": s.dataset.name, "description": s.dataset.description, "split_hash": s.manifest.hash,
                     "split_rule": s.manifest.rule, "test_cases": s.manifest.case_ids("test"),
-                    "skipped_cases": [list(item) for item in getattr(s.dataset, "skipped", [])]},
+                    "skipped_cases": [list(item) for item in getattr(s.dataset, "skipped", [])],
+                    "kind": ds["kind"], "root": ds["root"], "fingerprint": ds["fingerprint"]},
         "degradation": s.degradation.params(),
         "lr_to_hr_interpolator": s.method.input_interpolator,
         "normalisation": NORMALISATION,
-        "weights": {k: v for k, v in s.weights.items() if k != "training_record"},
+        "weights": {k: v for k, v in s.weights.items() if k not in ("training_record", "_file")},
         "training": training,
-        "metrics": {m.name: {"direction": m.direction, "unavailable": m.unavailable_reason()} for m in metrics},
+        "metrics": {m.name: asdict(rec.MetricInfo.of(m)) for m in metrics},
         "summary": {"per_slice": per_slice, "per_volume": per_volume},
-        "n_slices": ev.n_slices, "skipped_slices": ev.skipped,
+        "n_slices": ev.n_slices, "n_cases": int(table["case"].nunique()),
+        "n_subjects": int(table["patient"].nunique()), "skipped_slices": ev.skipped,
         "timings": ev.timings, "peak_memory_mb": _peak_memory_mb(s.method.device),
-        "versions": rec.versions(), "git_sha": rec.git_sha(), "hardware": rec.hardware(s.method.device),
-    }
+        "versions": environment.versions(), "git_sha": environment.git_sha(), "git_dirty": environment.git_dirty(),
+        "scoring_version": rec.SCORING_VERSION, "hardware": environment.hardware(s.method.device),
+    })
 
 
-def _write(out_dir: Path, record: dict, ev: Evaluation) -> None:
+def _write(out_dir: Path, record: rec.RunRecord, ev: Evaluation) -> None:
     """Examples and scores first, the record last: its presence means the run finished."""
     from . import panels
 
     panels.save_examples(out_dir / panels.EXAMPLES, ev.examples)
     rec.atomic_write_text(out_dir / rec.SCORES, pd.DataFrame(ev.rows).to_csv(index=False))
-    rec.atomic_write_json(out_dir / rec.RECORD, record)
+    rec.atomic_write_json(out_dir / rec.RECORD, record.to_dict())
 
 
-def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,
-          max_minutes: float | None = None, console: Console | None = None,
-          checkpoint_every: int | None = None) -> dict:
-    """Train a method on a dataset's train split; write ``output`` (weights) and ``output.json`` (record).
+def train_settings(method: Method) -> dict:
+    """The method's training settings (``settings["train"]``, the layout of every learned preset)."""
+    train = method.settings.get("train")
+    if not isinstance(train, dict):
+        raise SRBenchError(f"method {method.name!r}: its preset has no 'train' settings to change")
+    return train
 
-    Interrupted training resumes from ``workdir``'s checkpoint when the same command is run again. Under
-    torchrun every rank trains (DDP) and rank 0 writes ``output`` and its record.
-    """
-    distributed.init()
-    console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
-    check_output_path(output)  # before hours of training, not after
-    method_cls = lookup("methods", opts.method)
-    if not method_cls.trains:
-        raise SRBenchError(f"method {opts.method!r} does not train")
-    dataset = make_dataset(opts.dataset, opts.data_root)
-    deg_spec = opts.degradation or dataset.default_degradation
-    _, degradation = make_degradation(deg_spec)
-    method: Method = instantiate_method(method_cls, preset=opts.preset, device=opts.device, seed=opts.seed)
-    if steps is not None:  # a shorter run keeps the preset's restarts that fall inside it
-        method.settings["train"]["steps"] = steps
-        restarts = method.settings["train"].get("restarts", ())
-        method.settings["train"]["restarts"] = tuple(r for r in restarts if r < steps)
-    if max_minutes is not None:
-        method.settings["train"]["max_seconds"] = max_minutes * 60
-    if checkpoint_every is not None:
-        method.settings["train"]["checkpoint_every"] = checkpoint_every
-    workdir = Path(workdir or Path("runs") / "train" / f"{method.name}-{dataset.name}-{opts.preset}-seed{opts.seed}")
-    manifest = dataset.manifest()
-    train_pairs = training_pairs(dataset, "train", degradation, method, opts.seed)
-    val = training_pairs(dataset, "val", degradation, method, opts.seed) if "val" in manifest.splits else None
-    record = method.fit(train_pairs, val, workdir)
-    method.training_facts = record
-    if distributed.is_main():
-        method.save(Path(output))
-    distributed.barrier()
-    record = {"method": method.name, "preset": opts.preset, "dataset": dataset.name, "split_hash": manifest.hash,
-              "degradation": degradation.params(), "seed": opts.seed, "method_card": method.card(),
-              "weights_sha256": sha256_file(output), "versions": rec.versions(), "git_sha": rec.git_sha(),
-              "hardware": rec.hardware(method.device), "training": record,
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if distributed.is_main():
-        rec.atomic_write_json(Path(output).with_suffix(".json"), record)
-    distributed.barrier()
-    return record
+
+def set_steps(method: Method, steps: int) -> None:
+    """Train for ``steps`` instead of the preset's; the preset's LR restarts past them are dropped."""
+    if steps < 1:
+        raise SRBenchError(f"--steps must be at least 1, got {steps}")
+    train = train_settings(method)
+    train["steps"] = steps
+    train["restarts"] = tuple(r for r in train.get("restarts", ()) if r < steps)

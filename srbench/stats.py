@@ -44,15 +44,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scikit_posthocs as sp
 from scipy import stats as ss
 
-from . import record as rec
-from .errors import SRBenchError, did_you_mean
+from .errors import SRBenchError
 from .stats_options import ALPHA, PROTOCOLS, UNITS  # noqa: F401 - part of this module's interface
 
 DEFAULT_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "gmsd": "lower", "lpips": "lower"}
@@ -362,82 +360,34 @@ def analyse(scores: pd.DataFrame, directions: dict[str, str] | None = None, prot
     return StatsReport(protocol, unit, alpha, [str(m) for m in pd.unique(scores["method"])], results, skipped)
 
 
-# --- reading run records ----------------------------------------------------------------------------------
+# --- marks and limits -----------------------------------------------------------------------------------
 
 
-def _identity(record: dict) -> tuple[str, str | None]:
-    card, run_dir = record.get("method_card") or {}, Path(record["_dir"])
-    return card.get("name") or run_dir.parts[-2], card.get("preset") or record.get("config", {}).get("preset")
+def not_different_from(res: MetricStats, anchor: str | None) -> list[str]:
+    """Methods whose pairwise difference from ``anchor`` (the best, or a reference method such as the proposed
+    one in the paper's Table 1) is NOT significant at ``res.alpha``, ``anchor`` excluded. Untested: every other
+    method (no difference shown). Empty when ``anchor`` has no scores for this metric."""
+    if anchor is None or anchor not in res.means:
+        return []
+    if res.pairwise is None:
+        return [m for m in res.means if m != anchor]
+    p = res.pairwise
+    return [m for m in p.columns if m != anchor and not p.loc[anchor, m] < res.alpha]
 
 
-def degradation_of(record: dict) -> str:
-    return record.get("config", {}).get("degradation") or Path(record["_dir"]).parts[-3]
+def smallest_attainable_p(protocol: str, methods: int, n: int, unit: str = "slice") -> float | None:
+    """The smallest adjusted pairwise p-value the protocol's post-hoc test can give with ``methods`` methods and
+    ``n`` units each (None: no useful bound, i.e. a parametric test that can reach any p once n >= 2).
 
-
-def select_runs(results_dir: Path, dataset: str, degradation: str | None = None) -> dict[str, dict]:
-    """Label -> record of the latest finished run per method + preset for ``dataset`` (and ``degradation``).
-
-    The label is the method name, or ``name (preset)`` when runs of two presets of that method are present. Without
-    ``degradation``, the dataset's runs must share one degradation."""
-    found = [rec.load_record(p) for p in rec.find_records(results_dir)]
-    found = [r for r in found if r.get("status", "finished") == "finished"]
-    runs = [r for r in found if (r.get("dataset") or {}).get("name", Path(r["_dir"]).parts[-4]) == dataset]
-    if not runs:
-        names = sorted({(r.get("dataset") or {}).get("name", "?") for r in found})
-        raise SRBenchError(f"no runs for dataset {dataset!r}{did_you_mean(dataset, names)} under {results_dir}"
-                           + (f" (datasets with runs: {', '.join(names)})" if names else ""))
-    runs = _one_degradation(runs, dataset, degradation)
-    latest = {}
-    for r in sorted(runs, key=lambda r: str(r.get("finished_at", ""))):
-        latest[_identity(r)] = r
-    presets = {}
-    for name, preset in latest:
-        presets.setdefault(name, set()).add(preset)
-    label = {key: key[0] if len(presets[key[0]]) == 1 else f"{key[0]} ({key[1]})" for key in latest}
-    return {label[k]: latest[k] for k in sorted(latest, key=lambda k: label[k])}
-
-
-def _one_degradation(runs: list[dict], dataset: str, degradation: str | None) -> list[dict]:
-    present = sorted({degradation_of(r) for r in runs})
-    if degradation is None:
-        if len(present) > 1:
-            raise SRBenchError(f"dataset {dataset!r} has runs for several degradations ({', '.join(present)}); "
-                               "choose one with --degradation")
-        return runs
-    chosen = [r for r in runs if degradation in (degradation_of(r), Path(r["_dir"]).parts[-3])]
-    if not chosen:
-        raise SRBenchError(f"no runs for dataset {dataset!r} with degradation {degradation!r} "
-                           f"(present: {', '.join(present)})")
-    return chosen
-
-
-def scores_of(runs: dict[str, dict]) -> pd.DataFrame:
-    """The runs' ``scores.csv`` in long format: method (the label), case, slice, one lower-case column per metric."""
-    return pd.concat([_run_scores(label, r) for label, r in runs.items()], ignore_index=True)
-
-
-def _run_scores(label: str, record: dict) -> pd.DataFrame:
-    try:
-        df = rec.load_scores(record)
-    except FileNotFoundError:
-        raise SRBenchError(f"{record['_dir']}: {rec.SCORES} is missing") from None
-    df.columns = [str(c).lower() for c in df.columns]
-    listed = [m.lower() for m in record.get("metrics", {})]
-    metrics = [m for m in listed if m in df.columns] if listed else metric_columns(df)
-    keep = [c for c in ("case", "slice") if c in df.columns]
-    out = df[keep + metrics].astype({m: float for m in metrics})
-    out.insert(0, "method", label)
-    return out
-
-
-def directions_of(runs: dict[str, dict]) -> dict[str, str]:
-    """Metric (lower case) -> "higher"/"lower" as the runs recorded it, over the defaults."""
-    out = dict(DEFAULT_DIRECTIONS)
-    for r in runs.values():
-        out.update({k.lower(): v["direction"] for k, v in r.get("metrics", {}).items() if v.get("direction")})
-    return out
-
-
-def load_scores(results_dir: Path, dataset: str, degradation: str | None = None) -> pd.DataFrame:
-    """Every method's per-slice scores for ``dataset`` (latest finished run per method + preset), long format."""
-    return scores_of(select_runs(results_dir, dataset, degradation))
+    paired: exact two-sided Wilcoxon signed-rank (scipy's method for n <= 50 without ties), at best 2 / 2^n,
+    times the Holm factor of the first step, k(k - 1) / 2. paper: the non-parametric branch, Dunn's z for two
+    groups of n with every rank of one below every rank of the other, Bonferroni over k(k - 1) / 2 pairs (the
+    ANOVA + Tukey branch has no such floor)."""
+    if methods < 2 or n < 1:
+        return None
+    pairs = methods * (methods - 1) / 2
+    if protocol == "paired":
+        return min(1.0, pairs * 2.0 / 2.0 ** n) if n <= 50 else None
+    total = methods * n
+    z = (total - n) / math.sqrt(total * (total + 1) / 12 * (2 / n))
+    return min(1.0, pairs * 2 * ss.norm.sf(z))

@@ -142,7 +142,7 @@ def test_extending_a_finished_run_equals_the_restarts_schedule_in_one_go(tmp_pat
 
 
 def test_a_shorter_steps_override_drops_the_restarts_past_it(monkeypatch, tmp_path):
-    from srbench import runner
+    from srbench import runner, training
     from srbench_plugins.res_srdiff import PRESETS
 
     # a preset whose schedule restarts (as an extended run's does); a shorter run must keep only the earlier ones
@@ -155,8 +155,8 @@ def test_a_shorter_steps_override_drops_the_restarts_past_it(monkeypatch, tmp_pa
         raise SystemExit
 
     monkeypatch.setattr("srbench_plugins.res_srdiff.ResSRDiff.fit", fake_fit)
-    monkeypatch.setattr(runner, "training_pairs", lambda *a, **k: None)
+    monkeypatch.setattr(training, "training_pairs", lambda *a, **k: None)
     with pytest.raises(SystemExit):
-        runner.train(runner.RunOptions(method="res-srdiff", dataset="demo", device="cpu"), tmp_path / "w.safetensors",
+        training.train(runner.RunOptions(method="res-srdiff", dataset="demo", device="cpu"), tmp_path / "w.safetensors",
                      steps=2000)
     assert seen["steps"] == 2000 and seen["restarts"] == (1000,)

@@ -201,10 +201,11 @@ def test_filters_and_output_file(two_methods, cli):
 def test_empty_results_dir_is_an_error_on_the_cli_and_a_header_in_python(cli, results_dir):
     from conftest import assert_one_line_error
     from srbench import leaderboard as lb
+    from srbench import leaderboard_export as lx
 
     assert_one_line_error(cli("leaderboard", "--results-dir", results_dir, "--format", "csv"), "folder not found")
     results_dir.mkdir()
     assert_one_line_error(cli("leaderboard", "--results-dir", results_dir, "--format", "csv"), "no runs here")
-    text = lb.to_csv(lb.load_table(results_dir))
+    text = lx.to_csv(lb.load_table(results_dir))
     assert set(REQUIRED) <= set(next(csv.reader(io.StringIO(text))))
     assert len(text.strip().splitlines()) == 1

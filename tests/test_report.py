@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from srbench import panels, plugins
+from srbench import scores as sc
 from srbench import stats as st
 from srbench.method import Method
 
@@ -202,8 +203,8 @@ def test_marks_are_the_stats_decision(three_methods, cli, protocol, unit):
     assert result.exit_code == 0, result.output
     rows = csv_rows(result.stdout)
     assert set(rows) == {"bicubic", ODD_NAME, "worse"}
-    runs = st.select_runs(three_methods, "demo")
-    report = st.analyse(st.scores_of(runs), st.directions_of(runs), protocol, unit)
+    runs = sc.select_runs(three_methods, "demo")
+    report = st.analyse(sc.scores_of(runs), sc.directions_of(runs), protocol, unit)
     for metric in ("psnr", "ssim", "gmsd"):
         res = report.metrics[metric]
         assert res.best == "bicubic"  # tie with its twin: the first in table order
@@ -233,21 +234,34 @@ def test_markdown_and_html_put_the_asterisk_on_the_right_cells(three_methods, cl
     page = cli("leaderboard", "--results-dir", three_methods, "--format", "html", "--table-only").stdout
     assert "<img" not in page
     body = page.split("<tbody>")[1].split("</tbody>")[0]  # the leaderboard's rows (the runs table follows)
+    heads = [re.sub("<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", page.split("<tbody>")[0])]
+    first = next(i for i, h in enumerate(heads) if h.startswith("PSNR"))
     for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S):
         tds = re.findall(r"<td[^>]*>(.*?)</td>", tr)
-        marks = [td.endswith("*</sup>") for td in tds[5:8]]  # PSNR, SSIM, GMSD
+        marks = [td.endswith("*</sup>") for td in tds[first:first + 3]]  # PSNR, SSIM, GMSD
         assert marks == [tds[2] == ODD_NAME] * 3, tds
 
 
-def test_a_block_without_scores_gets_no_marks_and_says_why(three_methods, cli):
+def test_a_partial_run_is_left_out_with_a_warning_naming_it(three_methods, cli):
     [worse] = three_methods.glob("demo/brain-t1map/worse/*")
     (worse / "scores.csv").unlink()
     result = cli("leaderboard", "--results-dir", three_methods, "--format", "csv")
     assert result.exit_code == 0, result.output
-    rows = csv_rows(result.stdout)
-    assert {r["psnr_not_sig_from_best"] for r in rows.values()} == {""}
-    md = cli("leaderboard", "--results-dir", three_methods, "--format", "md").stdout
-    assert "demo / brain-t1map: no statistics (" in md and "scores.csv is missing" in md
+    assert set(csv_rows(result.stdout)) == {"bicubic", ODD_NAME}
+    assert str(worse / "scores.csv") in " ".join(result.stderr.split()) and "incomplete" in result.stderr
+
+
+def test_a_block_without_scores_gets_no_marks_and_says_why(three_methods, cli):
+    from srbench import leaderboard as lb
+    from srbench import leaderboard_export as lx
+
+    board = lb.load_table(three_methods)
+    [worse] = three_methods.glob("demo/brain-t1map/worse/*")
+    (worse / "scores.csv").unlink()  # gone after the table was built: the statistics cannot read it
+    df, sig = lb.significance(board)
+    assert set(df["psnr_not_sig_from_best"]) == {None}
+    md = lx.to_markdown(df, None, sig)
+    assert "demo / brain-t1map: no statistics (" in md and "scores.csv: missing" in md
     assert "<sup>" not in md.split("Mean ± SD")[0]
 
 
@@ -283,7 +297,8 @@ def test_latex_structure(three_methods, cli):
     rows = latex_rows(tex)
     escaped = "twin\\_b 10\\%"
     assert set(rows) == {"bicubic", escaped, "worse"}
-    assert rows["bicubic"][0] == "demo / brain-t1map" and rows["worse"][0] == rows[escaped][0] == ""
+    assert rows["bicubic"][0] == "demo / brain-t1map (1 subjects, 1 volumes, 32 slices, 1 seeds)"
+    assert rows["worse"][0] == rows[escaped][0] == ""
     for col in (2, 3, 4):  # PSNR, SSIM, GMSD
         assert re.fullmatch(r"\\textbf\{[\d.]+ \$\\pm\$ [\d.]+\}", rows["bicubic"][col])
         assert re.fullmatch(r"\\underline\{[\d.]+ \$\\pm\$ [\d.]+\}\$\^\{\*\}\$", rows[escaped][col])
@@ -292,7 +307,8 @@ def test_latex_structure(three_methods, cli):
     assert rows["bicubic"][7] == "cpu" and rows["bicubic"][8] == "--"  # device; no training budget
     caption = tex.split("\\caption{", 1)[1].split("\\label")[0]
     for text in ("$^{*}$", "$\\alpha$ = 0.05", "paper protocol", "Shapiro--Wilk", "Tukey HSD", "Dunn",
-                 "unit: test slice", "demo / brain-t1map: PSNR", "samples seen = training steps $\\times$ batch"):
+                 "unit: test slice", "demo / brain-t1map: n = 1 subject(s), 1 volume(s), 32 slice(s)", "; PSNR",
+                 "slices come from 1 subject(s)", "samples seen = training steps $\\times$ batch"):
         assert text in caption, text
     assert "%" not in tex.replace("\\%", "").split("\n", 1)[1]  # only the leading comment line is a comment
     assert "_" not in tex.replace("\\_", "")

@@ -16,6 +16,7 @@ from statsmodels.stats.multitest import multipletests
 
 from conftest import assert_one_line_error
 from srbench import record as rec
+from srbench import scores as scores_mod
 from srbench import stats
 from srbench.errors import SRBenchError
 
@@ -318,7 +319,7 @@ def write_run(root: Path, method: str, preset: str, scores: dict[str, np.ndarray
     rec.atomic_write_text(out / rec.SCORES, table.to_csv(index=False))
     direction = {"PSNR": "higher", "SSIM": "higher", "GMSD": "lower", "LPIPS": "lower"}
     record = {
-        "schema": rec.SCHEMA, "run_id": rid, "status": "finished", "finished_at": finished_at,
+        "schema": 1, "run_id": rid, "status": "finished", "finished_at": finished_at,
         "config": {"method": method, "dataset": dataset, "degradation": degradation, "preset": preset, "seed": 0},
         "method_card": {"name": method, "version": "1", "preset": preset},
         "dataset": {"name": dataset, "test_cases": sorted(set(table.case))},
@@ -359,7 +360,7 @@ def stats_cli():
 
 def test_load_scores_latest_run_per_method_and_preset(results):
     root, data = results
-    df = stats.load_scores(root, "demo")
+    df = scores_mod.load_scores(root, "demo")
     assert list(pd.unique(df.method)) == ["bicubic", "res-srdiff (paper)", "res-srdiff (tiny)"]
     assert list(df.columns) == ["method", "case", "slice", "psnr", "gmsd", "lpips"]
     np.testing.assert_allclose(df[df.method == "bicubic"].psnr, data["bicubic"]["psnr"])  # the newer run
