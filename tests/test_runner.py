@@ -209,3 +209,13 @@ def test_nan_prediction_is_a_one_line_error_naming_the_method(monkeypatch, resul
     result = cli("run", "--method", "bicubic", "--dataset", "demo", "--results-dir", results_dir, "--seed", 2)
     assert_one_line_error(result, "'bicubic'", "NaN", progress_allowed=True)
     assert not list(results_dir.rglob("record.json"))
+
+
+def test_a_corrupt_record_is_run_again(copied_results, psnr_only):
+    results, run_dir = copied_results
+    (run_dir / "record.json").write_text('{"schema": 2, "run_id": ')
+    again, ran = run(RunOptions(method="bicubic", dataset="demo", results_dir=results))
+    assert (again, ran) == (run_dir, True)
+    from srbench.record import load_record
+
+    assert load_record(run_dir).method == "bicubic"
