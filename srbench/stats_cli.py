@@ -26,10 +26,10 @@ def register(cli: click.Group) -> None:
               help="Where run records are (default: $SRBENCH_RESULTS or ./leaderboards).")
 @click.option("--dataset", "-d", default=None, help="Dataset whose runs to compare (required without --scores).")
 @click.option("--degradation", "-g", default=None, help="Degradation (needed when the dataset has several).")
-@click.option("--scores", "scores_file", type=click.Path(path_type=Path), default=None,
+@click.option("--scores", "-F", "scores_file", type=click.Path(path_type=Path), default=None,
               help="A long score CSV from any pipeline (method, case, slice, one column per metric, optional seed "
                    "and patient) instead of run records.")
-@click.option("--direction", "directions", multiple=True,
+@click.option("--direction", "-x", "directions", multiple=True,
               help="With --scores: NAME=higher|lower for a metric the registry does not know (repeatable).")
 @click.option("--protocol", "-P", type=click.Choice(PROTOCOLS), default="paper", show_default=True,
               help="paper: Shapiro-Wilk on residuals -> ANOVA + Tukey HSD or Kruskal-Wallis + Dunn (Bonferroni); "
