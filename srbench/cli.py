@@ -15,7 +15,7 @@ from . import plugins
 from .cli_common import (CONTEXT, seed_list, check_preset, data_root_opt, dataset_opt, degradation_opt, device_opt,
                          experiment_opts, json_opt, method_opt, preset_opt, results_dir_opt, seed_opt)
 from .errors import SRBenchError
-from .report_cli import leaderboard_data, reference_opts, stats_options
+from .report_cli import leaderboard_data, reference_opts, stats_options, table_warnings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -287,6 +287,7 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, r
         text = to_latex(df, direction, sig)
     else:
         text = lx.to_markdown(df, direction, sig)
+    table_warnings(df, sig, _warn)
     if output:
         atomic_write_text(Path(output), text)
         err.print(f"wrote {output}")

@@ -50,8 +50,7 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, r
                      directions=(), warn=None):
     """(table with marks, statistics, metric directions, results dir); a clear error when there is no run.
 
-    Invalid run records are reported through ``warn`` and left out; each block's warnings about its units
-    (few subjects, unreachable significance) and unfinished training are reported through it too."""
+    Invalid run records are reported through ``warn`` and left out (see also :func:`table_warnings`)."""
     from . import leaderboard as lb
 
     if scores_file is not None:
@@ -69,6 +68,12 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, r
         if not len(df):
             require_selection(df, results_dir, dataset, degradation, lb.load_table(results_dir))
     df, sig = lb.significance(df, protocol, unit, alpha, reference)
+    return df, sig, {m: i.direction for m, i in lb.metric_infos(df).items()}, results_dir
+
+
+def table_warnings(df, sig, warn=None) -> None:
+    """Each block's warnings about its units (few subjects, unreachable significance) and rows whose training
+    stopped early; said once the table is written (an error on the way is then the only line)."""
     for block in sig.blocks:
         for message in block.warnings:
             (warn or _log)(f"{block.dataset} / {block.degradation}: {message}")
@@ -76,7 +81,6 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, r
     if any(unfinished):
         (warn or _log)("training stopped before its planned steps for " + ", ".join(df.loc[unfinished, "method"])
                        + " (marked †; rerun the run to resume it)")
-    return df, sig, {m: i.direction for m, i in lb.metric_infos(df).items()}, results_dir
 
 
 def _log(message: str) -> None:
@@ -109,6 +113,7 @@ def report_command(results_dir, dataset, degradation, case, protocol, unit, alph
         results_dir, dataset, degradation, protocol, unit, alpha, reference,
         warn=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
     text = to_report(df, direction, sig, case=case)
+    table_warnings(df, sig, lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
     if str(output) == "-":
         click.echo(text, nl=False)
         return
