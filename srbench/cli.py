@@ -394,9 +394,11 @@ def new_method_cmd(name, directory, force, as_json):
 
 
 from .report_cli import register as _register_report  # noqa: E402 - the command lives beside its module
+from .reproduce import register as _register_reproduce  # noqa: E402 - the command lives beside its module
 from .stats_cli import register as _register_stats  # noqa: E402 - the command lives beside its module
 
 _register_stats(cli)
+_register_reproduce(cli)
 _register_report(cli)
 
 

@@ -247,3 +247,26 @@ def test_bad_score_files_are_one_line_errors(tmp_path, cli):
     path.write_text("method,case,slice,psnr\na,c0,0,1\na,c0,0,2\n")
     assert_one_line_error(cli("stats", "--scores", path), "more than once")
     assert_one_line_error(cli("stats", "--scores", tmp_path / "none.csv"), "not found")
+
+
+# --- reproduce ----------------------------------------------------------------------------------------------------
+
+
+def test_reproduce_reruns_a_recorded_run_and_compares_slice_by_slice(bicubic_run, tmp_path, cli):
+    import shutil
+
+    from srbench.reproduce import deviations
+
+    results, run_dir = bicubic_run
+    mine = tmp_path / "runs" / run_dir.relative_to(results)
+    shutil.copytree(run_dir, mine)
+    result = cli("reproduce", mine, "--keep", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    assert "psnr: max |deviation| = " in result.stdout and "reproduced within" in result.stderr
+    [again] = (tmp_path / "again").glob("*/*/*/*/record.json")
+    old, new = rec.load_record(mine), rec.load_record(again)
+    assert deviations(old.scores(), new.scores(), old.metrics)["psnr"] <= 1e-3
+    table = old.scores()
+    table["psnr"] += 0.5  # a tampered score table is not reproduced
+    table.to_csv(mine / rec.SCORES, index=False)
+    assert deviations(rec.load_record(mine).scores(), new.scores(), ["psnr"])["psnr"] == pytest.approx(0.5)
