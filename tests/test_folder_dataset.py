@@ -270,3 +270,24 @@ def test_scanner_written_dicom_from_pydicom_test_data(tmp_path):
     case = FolderDataset(root=str(root / "77654033" / "CT2"))
     with pytest.raises(SRBenchError, match="non-uniform slice spacing"):
         case.read_case("CT2")
+
+
+def test_two_folders_with_the_same_file_names_are_two_runs_and_two_rows(tmp_path, cli):
+    results = tmp_path / "r"
+    dirs = []
+    for name, offset in (("a", 0), ("b", 10)):
+        root = tmp_path / name / "data"
+        for i in range(3):
+            image, mask = brain(i + offset, size=(27, 27, 18))
+            write(image, root / f"c{i}.nii.gz")
+            write(mask, root / f"c{i}_mask.nii.gz")
+        result = cli("run", "-m", "bicubic", "-d", f"folder:{root}", "-r", results)
+        assert result.exit_code == 0, result.output
+        assert "already finished" not in result.stderr  # B's data never reuses A's run
+        dirs.append(Path(result.stdout.strip().splitlines()[-1]))
+    assert dirs[0] != dirs[1]
+    rows = cli("leaderboard", "-r", results, "-f", "csv").stdout.strip().splitlines()
+    assert len(rows) == 3  # header + one row per folder
+    named = cli("run", "-m", "bicubic", "-d", f"folder:{tmp_path / 'a' / 'data'}?name=mydata", "-r", results)
+    assert named.exit_code == 0, named.output
+    assert "mydata" in cli("leaderboard", "-r", results, "-f", "csv").stdout
