@@ -270,3 +270,59 @@ def test_reproduce_reruns_a_recorded_run_and_compares_slice_by_slice(bicubic_run
     table["psnr"] += 0.5  # a tampered score table is not reproduced
     table.to_csv(mine / rec.SCORES, index=False)
     assert deviations(rec.load_record(mine).scores(), new.scores(), ["psnr"])["psnr"] == pytest.approx(0.5)
+
+
+# --- unfinished training ------------------------------------------------------------------------------------------
+
+
+def test_time_capped_training_is_recorded_unfinished_flagged_and_resumed(tmp_path, cli):
+    import torch
+
+    from srbench import plugins
+    from srbench.hookspecs import hookimpl
+    from srbench.method import Method
+    from srbench.runner import RunOptions, run
+    from srbench.testing import TinyDatasetPlugin
+
+    class Capped(Method):
+        """Stops at step 2 of 4 when a time cap is set (as the engine does); resumes to 4 from its workdir."""
+
+        name, version, trains = "capped", "1", True
+        presets = {"tiny": {"train": {"steps": 4}}, "paper": {"train": {"steps": 4}}}
+
+        def fit(self, train, val, workdir):
+            workdir.mkdir(parents=True, exist_ok=True)
+            done = int((workdir / "step").read_text()) if (workdir / "step").exists() else 0
+            steps = 2 if self.settings["train"].get("max_seconds") and done < 2 else 4
+            (workdir / "step").write_text(str(steps))
+            return {"steps": steps, "target_steps": 4, "finished": steps >= 4, "resumed_from_step": done}
+
+        def save(self, path):
+            path.write_bytes(b"w")
+
+        def load(self, path):
+            pass
+
+        def predict_slices(self, lr, generator):
+            return lr
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register):
+            register(Capped)
+
+    plugins.register_plugin(TinyDatasetPlugin(), "srbench-tiny")
+    plugins.register_plugin(Plugin(), "capped")
+    opts = RunOptions(method="capped", dataset="srbench-tiny", results_dir=tmp_path, device="cpu", max_minutes=0.01)
+    run_dir, ran = run(opts)
+    record = rec.load_record(run_dir)
+    assert ran and record.unfinished_training and record.training_state.steps == 2
+    rows = csv_rows(cli("leaderboard", "-r", tmp_path, "-f", "csv").stdout)
+    assert rows["capped"]["training"] == "unfinished 2/4"
+    md = cli("leaderboard", "-r", tmp_path, "-f", "md")
+    assert "capped †" in md.stdout and "† = training stopped" in md.stdout and "planned steps" in md.stderr
+    again, ran = run(RunOptions(method="capped", dataset="srbench-tiny", results_dir=tmp_path, device="cpu"))
+    assert (again, ran) == (run_dir, True)  # the same run, resumed, not "already finished"
+    assert rec.load_record(run_dir).training_state.finished is True
+    assert run(RunOptions(method="capped", dataset="srbench-tiny", results_dir=tmp_path, device="cpu"))[1] is False
+    assert torch.is_tensor(Capped().predict_slices(torch.zeros(1), None))
