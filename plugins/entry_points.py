@@ -36,13 +36,13 @@ class ResSRDiffPlugin(MethodPlugin):
 
         @cli.command("conformance")
         @click.argument("method", type=click.Choice(["res-srdiff"]))
-        @click.argument("directory", type=click.Path(path_type=Path))
+        @click.argument("directory", type=click.Path(path_type=Path), required=False)
         @click.option("--json", "-j", "as_json", is_flag=True, help="Print one JSON object.")
         def conformance(method, directory, as_json):
-            """Check this install against a vector set produced by the official code."""
-            from srbench_plugins.res_srdiff.conformance import check_conformance
+            """Check this install against a vector set produced by the official code (default: the bundled set)."""
+            from srbench_plugins.res_srdiff.conformance import BUNDLED_VECTORS, check_conformance
 
-            result = check_conformance(directory)
+            result = check_conformance(directory or BUNDLED_VECTORS)
             if as_json:
                 click.echo(json.dumps(result))
             else:

@@ -1,6 +1,7 @@
 """Building blocks of adversarial (GAN) SR methods, as the official pix2pix / CycleGAN code defines them
 (junyanz/pytorch-CycleGAN-and-pix2pix, ``models/networks.py``): normalisation layers, the weight
-initialisation, the N-layer PatchGAN discriminator (70x70 with ``n_layers=3``) and the GAN losses.
+initialisation, the N-layer PatchGAN discriminator (70x70 with ``n_layers=3``), the GAN losses and the
+official optimiser settings (``GAN_TRAIN``).
 
 Public for every GAN-based method plugin (first-party pix2pix and cyclegan use them, as the official repository
 shares one ``networks.py`` between the two methods). Module names match the official ones, so official
@@ -13,6 +14,12 @@ import functools
 
 import torch
 import torch.nn as nn
+
+# The official optimiser of both networks of a GAN, as ``TrainConfig`` fields: Adam 2e-4 with beta1 0.5; the LR
+# stays constant for the first half and decays linearly to 0 (the official "linear" policy, n_epochs =
+# n_epochs_decay); no EMA, no gradient clipping, as the papers.
+GAN_TRAIN = dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), schedule="linear", decay_start=0.5,
+                 min_lr_ratio=0.0, warmup_steps=0, ema_decay=None, grad_clip=None)
 
 
 # --- normalisation ---------------------------------------------------------------------------------------

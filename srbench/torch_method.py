@@ -7,7 +7,9 @@ of the ``Method`` interface the same way for every learned method, first-party o
 * the network built once per instance with the initial weights drawn from the run's seed, moved to the device;
 * the input interpolator from the preset (``settings["input_interpolator"]``) when the preset names one;
 * ``parameter_count()`` of the network, ``sampling_steps()`` = 1 (one network evaluation; samplers override);
-* ``train_config()``: the preset's ``train`` table as a ``TrainConfig`` seeded by the run;
+* ``train_config()``: the preset's ``train`` table as a ``TrainConfig`` seeded by the run, and
+  ``training_record(...)``: the engine's record completed with what every learned method states (the loss used,
+  the patch, the number of training slices, the budget actually spent);
 * ``save`` / ``load`` through ``srbench.weights`` (safetensors with the method, preset and ``weights_metadata()``
   written beside the tensors; a shape-checked, one-line-error load).
 
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import budget
 from .engine import TrainConfig
 from .method import Method, SlicePairs
 from .weights import load_network, save_weights
@@ -64,6 +67,16 @@ class TorchMethod(Method):
     def train_config(self) -> TrainConfig:
         """The preset's ``train`` settings, seeded by the run."""
         return TrainConfig(**{**self.settings["train"], "seed": self.seed})
+
+    def training_record(self, record: dict, cfg: TrainConfig, train: SlicePairs, patch: int, **facts) -> dict:
+        """``record`` (the engine's) completed with the loss actually used (``facts["loss"]``, else the preset's
+        ``configured_loss()``), the patch, the training slices, the budget spent (``srbench.budget.record``,
+        named by the preset's ``budget``) and any other ``facts``."""
+        loss = facts.pop("loss", None) or self.configured_loss()
+        spent = budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
+                              self.settings.get("budget"))
+        record.update(loss=loss, patch=patch, train_slices=len(train), budget=spent, **facts)
+        return record
 
     # --- weights -----------------------------------------------------------------------------------
     def weights_metadata(self) -> dict:

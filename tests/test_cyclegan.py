@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from srbench.gan import GANLoss, NLayerDiscriminator, receptive_field
 from srbench.method import SlicePairs
+from srbench.torch_method import count_parameters
 from srbench_plugins.cyclegan import PRESETS, CycleGAN, UnpairedPatchSampler
 from srbench_plugins.cyclegan.networks import ImagePool, ResnetGenerator, layer_notation
-from srbench_plugins.pix2pix.networks import GANLoss, NLayerDiscriminator, count_parameters, receptive_field
 
 MICRO = {
     "generator": dict(ngf=4, n_blocks=2, norm="instance"),

@@ -7,8 +7,9 @@ import torch.nn as nn
 
 from srbench.method import SlicePairs
 from srbench_plugins.pix2pix import PRESETS, Pix2Pix
-from srbench_plugins.pix2pix.networks import (NLayerDiscriminator, UnetGenerator, count_parameters, receptive_field,
-                                              unet_levels)
+from srbench.gan import NLayerDiscriminator, receptive_field
+from srbench.torch_method import count_parameters
+from srbench_plugins.pix2pix.networks import UnetGenerator, unet_levels
 
 MICRO = {
     "generator": dict(ngf=4, num_downs=6, norm="batch1", use_dropout=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -164,3 +165,16 @@ def test_a_wrong_shift_mask_fails_the_bundled_set(tmp_path):
         good = (ours(v["x_t"], v["t"], lq=v["lq"]) - v["out"]).abs().max().item()
         bad = (std(v["x_t"], v["t"], lq=v["lq"]) - v["out"]).abs().max().item()
     assert good <= 1e-4 < bad
+
+
+def test_the_command_checks_the_bundled_set_by_default():
+    import click
+    from click.testing import CliRunner
+
+    from srbench_plugins.entry_points import res_srdiff
+
+    group = click.Group("srbench")
+    res_srdiff.register_commands(group)
+    result = CliRunner().invoke(group, ["conformance", "res-srdiff", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["passed"] is True

@@ -7,9 +7,10 @@ import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformerBlock
 
 from srbench.method import SlicePairs
+from srbench.torch_method import count_parameters
 from srbench_plugins.tm_ddpm import PRESETS, TMDDPM
 from srbench_plugins.tm_ddpm.diffusion import GaussianDiffusion
-from srbench_plugins.tm_ddpm.network import SwinUNetDenoiser, count_parameters
+from srbench_plugins.tm_ddpm.network import SwinUNetDenoiser
 
 MICRO_NET = dict(patch_size=2, embed_dim=16, depths=(2, 2), head_dim=8, window_size=4, mlp_ratio=2.0, train_size=16)
 MICRO = {**PRESETS["tiny"], "network": MICRO_NET, "patch": 16, "sampler": "ddim", "sample_steps": 4, "eta": 0.0,

@@ -17,24 +17,19 @@ optimizers, the pools' contents and random state in checkpoints, exact resume); 
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from srbench import budget
-from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
-from srbench.method import Method, SlicePairs
-from srbench.weights import load_network, save_weights
-from srbench_plugins.pix2pix.common import canvas_pairs, crop, from_net, pad_center, to_net
-from srbench_plugins.pix2pix.networks import GANLoss, NLayerDiscriminator, count_parameters, init_weights, receptive_field
+from srbench.engine import MultiTrainer, PatchSampler
+from srbench.gan import GAN_TRAIN, GANLoss, NLayerDiscriminator, init_weights, receptive_field
+from srbench.method import SlicePairs
+from srbench.torch_method import TorchMethod, canvas_pairs, count_parameters, on_canvas, to_net
 
 from .networks import ImagePool, ResnetGenerator, layer_notation
 
-GAN_TRAIN = dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), schedule="linear", decay_start=0.5,
-                 min_lr_ratio=0.0, warmup_steps=0, ema_decay=None, grad_clip=None)
 LOSS = dict(gan_mode="lsgan", lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, pool_size=50)
 
 PRESETS = {
@@ -80,7 +75,7 @@ class UnpairedPatchSampler:
         self.b.load_state_dict(state["b"])
 
 
-class CycleGAN(Method):
+class CycleGAN(TorchMethod):
     name = "cyclegan"
     version = "1.1.0"  # 1.1.0: tiny trains on the shared budget, weights chosen on validation
     summary = ("Unpaired GAN with cycle consistency: ResNet generators both ways, PatchGANs, LSGAN, cycle 10, "
@@ -88,17 +83,12 @@ class CycleGAN(Method):
     citation = ("Zhu J-Y, Park T, Isola P, Efros AA. Unpaired image-to-image translation using cycle-consistent "
                 "adversarial networks. ICCV 2017. Code: github.com/junyanz/pytorch-CycleGAN-and-pix2pix")
     license = "MIT (this implementation); the official code is BSD-licensed"
-    trains = True
     stochastic = False
     presets = PRESETS
     batch_size = 8
 
-    def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0):
-        super().__init__(preset=preset, device=device, seed=seed)
-        self.settings = copy.deepcopy(self.settings)
-        self.input_interpolator = self.settings["input_interpolator"]
-        torch.manual_seed(seed)
-        self.net = self.generator().to(self.device)  # G_A: LR -> HR
+    def build_network(self) -> ResnetGenerator:
+        return self.generator()  # G_A: LR -> HR
 
     def generator(self) -> ResnetGenerator:
         return init_weights(ResnetGenerator(1, 1, **self.settings["generator"]))
@@ -107,12 +97,6 @@ class CycleGAN(Method):
         return init_weights(NLayerDiscriminator(1, **self.settings["discriminator"]))
 
     # --- description -------------------------------------------------------------------------------
-    def sampling_steps(self) -> int:
-        return 1
-
-    def parameter_count(self) -> int:
-        return count_parameters(self.net)
-
     def card(self) -> dict:
         card = super().card()
         disc = self.discriminator()
@@ -134,7 +118,7 @@ class CycleGAN(Method):
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
         s = self.settings
-        cfg = TrainConfig(**{**s["train"], "seed": self.seed})
+        cfg = self.train_config()
         patch = s["patch"]
         pairs = canvas_pairs(train, patch, 0) if min(train.hr.shape[1:]) < patch else train
         sampler = UnpairedPatchSampler(pairs, patch, cfg.batch_size, seed=self.seed)
@@ -180,29 +164,19 @@ class CycleGAN(Method):
                                validate=self.validation(val, lambda loop: loop.inference_model("G_A")))
         record = trainer.fit()
         self.net = trainer.inference_model("G_A")
-        record.update(loss=self.configured_loss(),
-                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
-                                           s.get("budget")),
-                      patch=patch, train_slices=len(train), sampling="unpaired LR and HR patches",
-                      inference_weights="raw G_A (no EMA)",
-                      parameters={k: count_parameters(v) for k, v in models.items()})
-        return record
+        return self.training_record(record, cfg, train, patch, sampling="unpaired LR and HR patches",
+                                    inference_weights="raw G_A (no EMA)",
+                                    parameters={k: count_parameters(v) for k, v in models.items()})
 
-    # --- weights -----------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        save_weights(path, self.net.state_dict(), {"method": self.name, "preset": self.preset, "network": "G_A",
-                                                    "generator": json.dumps(self.settings["generator"])})
-
-    def load(self, path: Path) -> None:
-        load_network(self.net, path, self.name, self.preset, self.device)
+    # --- weights (saved and loaded by TorchMethod) ---------------------------------------------------
+    def weights_metadata(self) -> dict:
+        return {"network": "G_A", "generator": self.settings["generator"]}
 
     # --- inference ---------------------------------------------------------------------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.net.eval()
-        x, box = pad_center(to_net(lr), self.net.multiple, value=-1.0)  # background 0 -> -1
         with torch.no_grad():
-            y = self.net(x)
-        return from_net(crop(y, box))
+            return on_canvas(lr, self.net.multiple, self.net)
 
 
 def _compact(names: list[str]) -> list[str]:

@@ -15,26 +15,17 @@ makes it deterministic.
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from srbench import budget
-from srbench.engine import MultiTrainer, PatchSampler, TrainConfig
-from srbench.method import Method
-from srbench.weights import load_network, save_weights
+from srbench.engine import MultiTrainer, PatchSampler
+from srbench.gan import GAN_TRAIN, GANLoss, NLayerDiscriminator, init_weights, receptive_field
+from srbench.torch_method import TorchMethod, canvas_pairs, canvas_size, count_parameters, on_canvas, to_net
 
-from .common import canvas_pairs, canvas_size, crop, from_net, pad_center, to_net
-from .networks import (GANLoss, NLayerDiscriminator, UnetGenerator, count_parameters, init_weights, receptive_field,
-                       sampling_dropout)
-
-# The official optimiser for both networks; the LR stays constant for the first half and decays linearly to 0
-# (the official "linear" policy, n_epochs = n_epochs_decay).
-GAN_TRAIN = dict(optimizer="adam", lr=2e-4, betas=(0.5, 0.999), schedule="linear", decay_start=0.5,
-                 min_lr_ratio=0.0, warmup_steps=0, ema_decay=None, grad_clip=None)
+from .networks import UnetGenerator, sampling_dropout
 
 PRESETS = {
     # CPU-sized: the official architecture with ngf = ndf = 16 and 6 levels (a 1x1 bottleneck on a 64x64 patch,
@@ -62,34 +53,26 @@ PRESETS = {
 }
 
 
-class Pix2Pix(Method):
+class Pix2Pix(TorchMethod):
     name = "pix2pix"
     version = "1.1.0"  # 1.1.0: tiny trains on the shared budget (64x64 patches), weights chosen on validation
     summary = "Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017)."
     citation = ("Isola P, Zhu J-Y, Zhou T, Efros AA. Image-to-image translation with conditional adversarial "
                 "networks. CVPR 2017. Code: github.com/junyanz/pytorch-CycleGAN-and-pix2pix")
     license = "MIT (this implementation); the official code is BSD-licensed"
-    trains = True
     stochastic = True
     presets = PRESETS
     batch_size = 8
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0):
         super().__init__(preset=preset, device=device, seed=seed)
-        self.settings = copy.deepcopy(self.settings)
-        self.input_interpolator = self.settings["input_interpolator"]
         self.stochastic = bool(self.settings["test_time_dropout"] and self.settings["generator"]["use_dropout"]
                                and self.settings["generator"]["num_downs"] > 5)
-        torch.manual_seed(seed)
-        self.net = init_weights(UnetGenerator(1, 1, **self.settings["generator"])).to(self.device)
+
+    def build_network(self) -> UnetGenerator:
+        return init_weights(UnetGenerator(1, 1, **self.settings["generator"]))
 
     # --- description -------------------------------------------------------------------------------
-    def sampling_steps(self) -> int:
-        return 1
-
-    def parameter_count(self) -> int:
-        return count_parameters(self.net)
-
     def discriminator(self) -> NLayerDiscriminator:
         return init_weights(NLayerDiscriminator(2, **self.settings["discriminator"]))
 
@@ -111,7 +94,7 @@ class Pix2Pix(Method):
 
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
-        cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
+        cfg = self.train_config()
         patch, pairs = self.settings.get("patch"), train
         if patch is None:  # whole slices, at random offsets within the jitter margin (the paper preset)
             patch = max(canvas_size(train.hr.shape[1:], self.net.multiple))
@@ -143,28 +126,19 @@ class Pix2Pix(Method):
                                validate=self.validation(val, lambda loop: loop.inference_model("G")))
         record = trainer.fit()
         self.net = trainer.inference_model("G")
-        record.update(loss=self.configured_loss(), crop=[patch, patch], train_slices=len(train),
-                      inference_weights="raw (no EMA)", discriminator_parameters=count_parameters(disc),
-                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
-                                           self.settings.get("budget")))
-        return record
+        return self.training_record(record, cfg, train, patch, crop=[patch, patch], inference_weights="raw (no EMA)",
+                                    discriminator_parameters=count_parameters(disc))
 
-    # --- weights -----------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        save_weights(path, self.net.state_dict(), {"method": self.name, "preset": self.preset, "network": "G",
-                                                    "generator": json.dumps(self.settings["generator"])})
-
-    def load(self, path: Path) -> None:
-        load_network(self.net, path, self.name, self.preset, self.device)
+    # --- weights (saved and loaded by TorchMethod) ---------------------------------------------------
+    def weights_metadata(self) -> dict:
+        return {"network": "G", "generator": self.settings["generator"]}
 
     # --- inference ---------------------------------------------------------------------------------
     def translate(self, lr: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """G(LR) for ``(N, 1, H, W)`` slices in [0, 1]; dropout masks from ``generator`` (None: dropout off)."""
         self.net.eval()
-        x, box = pad_center(to_net(lr), self.net.multiple, value=-1.0)  # background 0 -> -1
         with torch.no_grad(), sampling_dropout(self.net, generator):
-            y = self.net(x)
-        return from_net(crop(y, box))
+            return on_canvas(lr, self.net.multiple, self.net)
 
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.translate(lr, generator if self.stochastic else None)

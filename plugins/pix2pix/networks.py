@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from srbench.gan import GANLoss, NLayerDiscriminator, conv_bias, init_weights, norm_layer, receptive_field  # noqa: F401
-from srbench.torch_method import count_parameters  # noqa: F401
+from srbench.gan import conv_bias, norm_layer
 
 
 # --- dropout whose test-time masks come from the run's generator ----------------------------------------

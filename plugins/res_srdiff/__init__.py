@@ -1,27 +1,26 @@
 """Res-SRDiff: MRI super-resolution with residual-shifting diffusion (Safari et al. 2025), as a plugin.
 
 The network (``network.UNetModelSwin``) and the diffusion (``diffusion.ResShiftDiffusion``) reproduce the
-official code (mosaf/Res-SRDiff) to float32 precision; ``srbench conformance res-srdiff DIR`` proves it on a
-vector set. This module adapts them to srbench's Method interface: presets, training through the shared
+official code (mosaf/Res-SRDiff) to float32 precision; ``srbench conformance res-srdiff [DIR]`` proves it on a
+vector set (by default the one carried in ``conformance_vectors/``). This module adapts them to srbench's Method interface: presets, training through the shared
 engine, 4-step sampling, safetensors weights that keep the official state_dict names.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from srbench import budget
-from srbench.engine import PatchSampler, TrainConfig, Trainer
+from srbench.engine import PatchSampler, Trainer
 from srbench.errors import SRBenchError
-from srbench.method import Method
-from srbench.weights import load_into, load_weights, save_weights
+from srbench.torch_method import TorchMethod, to_net
+from srbench.weights import load_into, load_weights, require_checkpoint
 
 from .diffusion import ResShiftDiffusion
-from .network import UNetModelSwin, count_parameters
+from .network import UNetModelSwin
 
 # Official main.py defaults: model_channels 64 at 384^2 (brain); the prostate model uses 160 channels at 256^2
 # (348.6 M parameters). The tiny preset is the conformance architecture, small enough for 2 CPU cores.
@@ -61,36 +60,36 @@ PRESETS["paper"] = PRESETS["paper-prostate"]
 PRESETS["tiny-t15"] = {**PRESETS["tiny"], "diffusion": dict(DIFFUSION, steps=15)}
 
 
-class ResSRDiff(Method):
+class ResSRDiff(TorchMethod):
     name = "res-srdiff"
     version = "1.2.0"  # 1.2.0: tiny trains on the shared budget, weights chosen on validation
     summary = "Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025)."
     citation = ("Safari M, et al. MRI super-resolution reconstruction using efficient diffusion probabilistic "
                 "model with residual shifting. 2025. Code: github.com/mosaf/Res-SRDiff")
     license = "MIT (this implementation); see the official repository for its own license"
-    trains = True
     stochastic = True
     presets = PRESETS
     batch_size = 4
+    # The initial weights are not drawn from the run's seed (the global RNG state as the process has it): kept so
+    # that retraining the shipped checkpoints reproduces their training records.
+    seeded_init = False
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0, shift_mask: str = "official"):
-        super().__init__(preset=preset, device=device, seed=seed)
-        self.input_interpolator = self.settings["input_interpolator"]
-        self.head = self.settings["head"]
         self.shift_mask = shift_mask
-        self.net = UNetModelSwin(**self.settings["network"], shift_mask=shift_mask).to(self.device)
+        super().__init__(preset=preset, device=device, seed=seed)
+        self.head = self.settings["head"]
         self.diffusion = ResShiftDiffusion(**self.settings["diffusion"]).respaced(self.settings["sample_steps"]) \
             if self.settings["diffusion"]["steps"] != self.settings["sample_steps"] \
             else ResShiftDiffusion(**self.settings["diffusion"])
         self.train_diffusion = ResShiftDiffusion(**self.settings["diffusion"])
         self.lpips_note = None
 
+    def build_network(self) -> UNetModelSwin:
+        return UNetModelSwin(**self.settings["network"], shift_mask=self.shift_mask)
+
     # --- description -------------------------------------------------------------------------------
     def sampling_steps(self) -> int:
         return self.diffusion.num_timesteps
-
-    def parameter_count(self) -> int:
-        return count_parameters(self.net)
 
     def card(self) -> dict:
         card = super().card()
@@ -128,14 +127,14 @@ class ResSRDiff(Method):
         return metric.network(self.device)
 
     def fit(self, train, val, workdir: Path) -> dict:
-        cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
+        cfg = self.train_config()
         sampler = PatchSampler(train, self.settings["patch"], cfg.batch_size, seed=self.seed)
         lpips_net, weights = self._lpips(), self.settings["loss_weights"]
         if lpips_net is None:
             srbench_console_warning(f"res-srdiff: LPIPS loss {self.lpips_note}")
 
         def loss_fn(net, batch):
-            lr, hr = (2 * b - 1 for b in batch)  # [0, 1] -> [-1, 1], as the official code trains
+            lr, hr = (to_net(b) for b in batch)  # [0, 1] -> [-1, 1], as the official code trains
             t = torch.randint(0, self.train_diffusion.num_timesteps, (hr.shape[0],), device=hr.device)
             out = self.train_diffusion.training_losses(self.model_fn(net), hr, lr, t)
             loss = weights["mse"] * out["mse"].mean()
@@ -148,16 +147,12 @@ class ResSRDiff(Method):
                           validate=self.validation(val, lambda loop: loop.inference_model()))
         record = trainer.fit()
         self.net = trainer.inference_model()
-        record.update(loss=self._loss_used(lpips_net is not None), lpips=self.lpips_note, patch=self.settings["patch"],
-                      train_slices=len(train), inference_weights="EMA" if cfg.ema_decay else "raw",
-                      budget=budget.record(cfg, self.settings["patch"], record["seconds"], record["steps"],
-                                           record["device"], self.settings.get("budget")))
-        return record
+        return self.training_record(record, cfg, train, self.settings["patch"], loss=self._loss_used(lpips_net is not None),
+                                    lpips=self.lpips_note, inference_weights="EMA" if cfg.ema_decay else "raw")
 
-    # --- weights -----------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        save_weights(path, self.net.state_dict(), {"method": self.name, "preset": self.preset, "head": self.head,
-                                                    "network": json.dumps(self.settings["network"])})
+    # --- weights (saved by TorchMethod) ----------------------------------------------------------------
+    def weights_metadata(self) -> dict:
+        return {"head": self.head, "network": self.settings["network"]}
 
     def load(self, path: Path) -> None:
         """Our safetensors, or an official ``.pth`` checkpoint (state_dict names are the official ones)."""
@@ -238,8 +233,7 @@ class ResSRDiff(Method):
 
 def _read_official(path: Path) -> tuple[dict, dict]:
     """An official ``.pth`` checkpoint (model or EMA state, ``module.`` prefixes dropped); plain x0 head."""
-    if not path.is_file():
-        raise SRBenchError(f"{path}: checkpoint not found")
+    require_checkpoint(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here

@@ -17,21 +17,17 @@ added in every block. At paper scale it has 1.00 G parameters, 2.9 times Res-SRD
 
 from __future__ import annotations
 
-import copy
-import json
 from pathlib import Path
 
 import torch
 
 from srbench import budget
-from srbench.engine import PatchSampler, TrainConfig, Trainer
+from srbench.engine import PatchSampler, Trainer
 from srbench.errors import SRBenchError
-from srbench.method import Method
-from srbench.weights import load_network, save_weights
-from srbench_plugins.pix2pix.common import crop, from_net, pad_center, to_net
+from srbench.torch_method import TorchMethod, on_canvas, to_net
 
 from .diffusion import GaussianDiffusion
-from .network import SwinUNetDenoiser, count_blocks, count_parameters
+from .network import SwinUNetDenoiser, count_blocks
 
 SCHEDULE = dict(steps=1000, beta_start=1e-4, beta_end=0.02)
 TINY_NET = dict(patch_size=2, embed_dim=48, depths=(2, 2, 2), head_dim=16, window_size=8, mlp_ratio=4.0,
@@ -68,7 +64,7 @@ PRESETS["paper-ddim"] = {**PRESETS["paper"], "sampler": "ddim", "sample_steps": 
                          "sampler_note": "DDIM with 50 steps (eta 1) on the paper network", "weights_of": "paper"}
 
 
-class TMDDPM(Method):
+class TMDDPM(TorchMethod):
     name = "tm-ddpm"
     version = "1.1.0"  # 1.1.0: tiny trains on the shared budget, weights chosen on validation
     summary = ("Conditional DDPM (linear betas, T = 1000, epsilon prediction, LR concatenated) with a Swin-UNet "
@@ -78,21 +74,19 @@ class TMDDPM(Method):
                 "Denoising diffusion probabilistic models. NeurIPS 2020; Song J, Meng C, Ermon S. Denoising "
                 "diffusion implicit models. ICLR 2021")
     license = "MIT (this implementation); timm (Swin blocks) is Apache-2.0"
-    trains = True
     stochastic = True
     presets = PRESETS
     batch_size = 8
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0):
         super().__init__(preset=preset, device=device, seed=seed)
-        self.settings = copy.deepcopy(self.settings)
+        self.diffusion = GaussianDiffusion(**self.settings["diffusion"])
+
+    def build_network(self) -> SwinUNetDenoiser:
         s = self.settings
-        if s["sampler"] not in ("ancestral", "ddim"):
+        if s["sampler"] not in ("ancestral", "ddim"):  # a bad preset fails before the network is built
             raise SRBenchError(f"tm-ddpm: unknown sampler {s['sampler']!r} (ancestral | ddim)")
-        self.input_interpolator = s["input_interpolator"]
-        self.diffusion = GaussianDiffusion(**s["diffusion"])
-        torch.manual_seed(seed)
-        self.net = SwinUNetDenoiser(in_channels=2, out_channels=1, **s["network"]).to(self.device)
+        return SwinUNetDenoiser(in_channels=2, out_channels=1, **s["network"])
 
     @classmethod
     def shipped_checkpoint(cls, dataset: str, preset: str):
@@ -102,9 +96,6 @@ class TMDDPM(Method):
     # --- description -------------------------------------------------------------------------------
     def sampling_steps(self) -> int:
         return self.settings["sample_steps"] if self.settings["sampler"] == "ddim" else self.diffusion.num_timesteps
-
-    def parameter_count(self) -> int:
-        return count_parameters(self.net)
 
     def card(self) -> dict:
         card = super().card()
@@ -134,7 +125,7 @@ class TMDDPM(Method):
 
     # --- training ----------------------------------------------------------------------------------
     def fit(self, train, val, workdir: Path) -> dict:
-        cfg = TrainConfig(**{**self.settings["train"], "seed": self.seed})
+        cfg = self.train_config()
         patch = self.settings["patch"]
         if patch % self.net.multiple:
             raise SRBenchError(f"tm-ddpm: patch {patch} is not a multiple of the network's {self.net.multiple}")
@@ -150,30 +141,23 @@ class TMDDPM(Method):
                           validate=self.validation(val, lambda loop: loop.inference_model()))
         record = trainer.fit()
         self.net = trainer.inference_model()
-        record.update(loss=self.configured_loss(), patch=patch, train_slices=len(train),
-                      inference_weights="EMA" if cfg.ema_decay else "raw",
-                      budget=budget.record(cfg, patch, record["seconds"], record["steps"], record["device"],
-                                           self.settings.get("budget")))
-        return record
+        return self.training_record(record, cfg, train, patch, inference_weights="EMA" if cfg.ema_decay else "raw")
 
-    # --- weights -----------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        save_weights(path, self.net.state_dict(), {"method": self.name, "preset": self.preset,
-                                                    "network": json.dumps(self.settings["network"])})
-
-    def load(self, path: Path) -> None:
-        load_network(self.net, path, self.name, self.preset, self.device)
+    # --- weights (saved and loaded by TorchMethod) ---------------------------------------------------
+    def weights_metadata(self) -> dict:
+        return {"network": self.settings["network"]}
 
     # --- inference ---------------------------------------------------------------------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.net.eval()
         s = self.settings
-        cond, box = pad_center(to_net(lr), self.net.multiple, value=-1.0)  # background 0 -> -1
-        with torch.no_grad():
+
+        def sample(cond: torch.Tensor) -> torch.Tensor:  # x0 for the padded condition, in [-1, 1]
             if s["sampler"] == "ancestral":
-                x0 = self.diffusion.p_sample_loop(self.model_fn(self.net), cond, generator, clip=s["clip_denoised"])
-            else:
-                x0 = self.diffusion.ddim_sample_loop(self.model_fn(self.net), cond, generator, steps=s["sample_steps"],
-                                                     eta=s["eta"], clip=s["clip_denoised"])
-        return from_net(crop(x0, box))
+                return self.diffusion.p_sample_loop(self.model_fn(self.net), cond, generator, clip=s["clip_denoised"])
+            return self.diffusion.ddim_sample_loop(self.model_fn(self.net), cond, generator, steps=s["sample_steps"],
+                                                   eta=s["eta"], clip=s["clip_denoised"])
+
+        with torch.no_grad():
+            return on_canvas(lr, self.net.multiple, sample)
 

@@ -131,10 +131,6 @@ def _init_linear(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 def count_blocks(net: SwinUNetDenoiser) -> dict:
     return {"encoder": [len(s.blocks) for s in net.encoder], "decoder": [len(s.blocks) for s in net.decoder],
             "swin_blocks": sum(isinstance(m, SwinTransformerBlock) for m in net.modules())}
