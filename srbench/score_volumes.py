@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SRBenchError
-from .metrics import BUILTIN_METRICS
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import minmax_range, normalise, read_volume, require_finite, require_same_grid, to_array
 
@@ -18,7 +17,9 @@ def _metrics():
     try:
         return list(get_registry().metrics.values())
     except SRBenchError:
-        return [m() if isinstance(m, type) else m for m in BUILTIN_METRICS]
+        from .metrics import BUILTIN_METRICS
+
+        return [m() for m in BUILTIN_METRICS]
 
 
 def score_volumes(pred_path: Path, ref_path: Path, mask_path: Path | None = None, device: str = "cpu") -> dict:

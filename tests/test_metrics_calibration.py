@@ -26,6 +26,7 @@ import torch
 from scipy import ndimage, signal
 
 import srbench.metrics as M
+import srbench.scoring as S
 
 # --- tolerance table -----------------------------------------------------------------------------------------
 # (metric, reference): (absolute tolerance, reason). The metrics run piq in float32, as the official code does;
@@ -45,6 +46,10 @@ TOLERANCES = {
                                 "f > 1 slices are pooled before calling it"),
     ("SSIM", "numpy-vs-skimage"): (1e-10, "the two float64 references must agree with each other"),
     ("GMSD", "numpy"): (1e-6, "same formula; float32 vs float64"),
+    ("PSNR", "piq"): (1e-4, "same formula and eps, both float32; the MSE summed in another order (dB)"),
+    ("SSIM", "piq"): (1e-5, "same window and constants, both float32; the Gaussian applied as two 1-D passes "
+                            "instead of one 2-D kernel (its outer product), so sums round differently"),
+    ("GMSD", "piq"): (1e-6, "same pooling, Prewitt kernels and c, both float32; sums in another order"),
     ("LPIPS", "lpips"): (1e-6, "same network and weights, both float32; batch vs. separate calls"),
     ("LPIPS", "torchvision"): (1e-5, "AlexNet trunk activations, float32, relative to their max"),
     ("batch", "single"): (1e-6, "one batch vs image by image: per-image results must not depend on the batch"),
@@ -264,16 +269,21 @@ def test_ssim_references_agree_with_each_other(pairs):
 
 
 def test_metrics_are_piq_as_the_official_code_calls_it(pairs):
-    """Bit-identical to piq.psnr / ssim / gmsd with defaults, data_range=1, reduction='none', float32."""
+    """Equal to piq.psnr / ssim / gmsd (what the official code calls) with defaults, data_range=1,
+    reduction='none', float32, within the tolerance table; odd and pooled sizes included."""
     import piq
 
     official = {"psnr": lambda x, y: piq.psnr(x, y, data_range=1.0, reduction="none"),
                 "ssim": lambda x, y: piq.ssim(x, y, data_range=1.0, reduction="none"),
                 "gmsd": lambda x, y: piq.gmsd(x, y, data_range=1.0, reduction="none")}
-    pred, ref = _stack(pairs)
-    x, y = torch.from_numpy(pred[:, None]), torch.from_numpy(ref[:, None])
-    for metric in (M.PSNR(), M.SSIM(), M.GMSD()):
-        assert torch.equal(metric(x, y), official[metric.name](x, y).double()), metric.name
+    batches = [_stack(pairs)] + [(p[None].astype(np.float32), r[None].astype(np.float32))
+                                 for _, p, r in pairs if r.shape != (233, 197)]
+    assert len(batches) > 1  # the pairs include other sizes than the first (odd, 512^2 pooled)
+    for pred, ref in batches:
+        x, y = torch.from_numpy(pred[:, None]), torch.from_numpy(ref[:, None])
+        for metric in (M.PSNR(), M.SSIM(), M.GMSD()):
+            dev = (metric(x, y) - official[metric.name](x, y).double()).abs().max().item()
+            assert dev <= tol(metric.name, "piq"), (metric.name, pred.shape, dev)
 
 
 # --- conventions ---------------------------------------------------------------------------------------------
@@ -339,8 +349,8 @@ def test_out_of_range_inputs_are_rejected(slices):
     not torch.cuda.is_available(), reason="no CUDA device"))])
 def test_device_handling(pairs, random_lpips, device):
     pred, ref = _stack(pairs)
-    cpu = M.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD, random_lpips], device="cpu")
-    out = M.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD, random_lpips], device=device)
+    cpu = S.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD, random_lpips], device="cpu")
+    out = S.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD, random_lpips], device=device)
     for name in cpu:
         np.testing.assert_allclose(out[name], cpu[name], rtol=0, atol=1e-5, err_msg=name)
     x = torch.from_numpy(pred[:2, None]).to(device)
@@ -353,46 +363,46 @@ def test_device_handling(pairs, random_lpips, device):
 def test_score_slices(pairs, tmp_path):
     pred, ref = _stack(pairs)
     unavailable = M.LPIPS(weights_path=tmp_path / "missing.pth")
-    out = M.score_slices(pred, ref, [M.PSNR, M.SSIM(), M.GMSD, unavailable], batch_size=4)
+    out = S.score_slices(pred, ref, [M.PSNR, M.SSIM(), M.GMSD, unavailable], batch_size=4)
     assert list(out) == ["psnr", "ssim", "gmsd", "lpips"] and out["lpips"] is None
     for name, fn in (("psnr", np_psnr), ("ssim", np_ssim), ("gmsd", np_gmsd)):
         assert out[name].shape == (len(pred),) and out[name].dtype == np.float64
         np.testing.assert_allclose(out[name], [fn(_f32(p), _f32(r)) for p, r in zip(pred, ref)],
                                    rtol=0, atol=tol(name, "numpy"), err_msg=name)
     # Batch size does not change the numbers.
-    one = M.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD], batch_size=1)
+    one = S.score_slices(pred, ref, [M.PSNR, M.SSIM, M.GMSD], batch_size=1)
     for name in one:
         np.testing.assert_allclose(one[name], out[name], rtol=0, atol=tol("batch", "single"))
     # pred is clipped to [0, 1] first: an overshoot scores like its clipped version.
     overshoot = pred.copy()
     overshoot[:, 100:110, 90:100] = 1.7
     overshoot[:, 0:5, 0:5] = -0.3
-    a = M.score_slices(overshoot, ref, [M.PSNR, M.SSIM])
-    b = M.score_slices(np.clip(overshoot, 0, 1), ref, [M.PSNR, M.SSIM])
+    a = S.score_slices(overshoot, ref, [M.PSNR, M.SSIM])
+    b = S.score_slices(np.clip(overshoot, 0, 1), ref, [M.PSNR, M.SSIM])
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
     bad = pred.copy()
     bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
-        M.score_slices(bad, ref, [M.PSNR])
-    with pytest.raises(ValueError, match=r"ref must be in \[0, 1\]"):
-        M.score_slices(pred, ref * 2, [M.PSNR])
+    with pytest.raises(ValueError, match="prediction must be finite"):
+        S.score_slices(bad, ref, [M.PSNR])
+    with pytest.raises(ValueError, match=r"reference must be finite and in \[0, 1\]"):
+        S.score_slices(pred, ref * 2, [M.PSNR])
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
-        M.score_slices(pred[0], ref[0], [M.PSNR])
+        S.score_slices(pred[0], ref[0], [M.PSNR])
 
 
 def test_aggregate_mean_and_sample_sd():
     values = [31.2, 29.8, 33.1, 30.4]
-    mean, sd = M.aggregate(values)
+    mean, sd = S.aggregate(values)
     assert mean == pytest.approx(statistics.mean(values), abs=1e-12)
     assert sd == pytest.approx(statistics.stdev(values), abs=1e-12)  # sample SD, n - 1
     assert sd != pytest.approx(statistics.pstdev(values), abs=1e-6)
-    mean, sd = M.aggregate(np.array([0.9]))
+    mean, sd = S.aggregate(np.array([0.9]))
     assert mean == 0.9 and math.isnan(sd)
     with pytest.raises(ValueError):
-        M.aggregate([])
+        S.aggregate([])
     with pytest.raises(ValueError):
-        M.aggregate([1.0, float("nan")])
+        S.aggregate([1.0, float("nan")])
 
 
 # --- LPIPS ---------------------------------------------------------------------------------------------------
@@ -455,7 +465,7 @@ def test_lpips_without_weights_is_unavailable(monkeypatch, tmp_path, slices):
     x = torch.from_numpy(slices[:2, None].astype(np.float32))
     with pytest.raises(M.MetricUnavailable, match="LPIPS unavailable"):
         metric(x, x)
-    assert M.score_slices(slices[:2], slices[:2], [metric, M.PSNR])["lpips"] is None
+    assert S.score_slices(slices[:2], slices[:2], [metric, M.PSNR])["lpips"] is None
     assert M._LPIPS_NETS == nets_before  # no network was built
     assert not expected_path.exists()
 

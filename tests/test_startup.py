@@ -50,7 +50,7 @@ def test_help_and_method_listing_import_no_heavy_module(args):
 def test_a_command_that_needs_them_still_imports_them():
     modules, done = imported_by("metrics", "--json")
     assert done.returncode == 0, done.stderr
-    assert {"torch", "piq"} <= modules  # the probe sees imports: it would notice if nothing were ever loaded
+    assert "torch" in modules  # the probe sees imports: it would notice if nothing were ever loaded
 
 
 def test_first_party_cards_match_their_classes():
@@ -66,6 +66,10 @@ def test_first_party_cards_match_their_classes():
     from srbench.degradation import PROTOCOLS
     from srbench.kspace import KSPACE_PROTOCOLS
 
+    from srbench.metrics import BUILTIN_METRICS
+
+    assert list(builtins.METRICS) == [m.info.name for m in BUILTIN_METRICS]
+    assert list(builtins.METRICS.values()) == [m.__name__ for m in BUILTIN_METRICS]
     assert set(builtins.RESAMPLE_PROTOCOLS) == set(PROTOCOLS)
     assert set(builtins.KSPACE_PROTOCOLS) == set(KSPACE_PROTOCOLS)
 
