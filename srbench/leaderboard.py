@@ -5,7 +5,7 @@ statistics and marks. Rendering: CSV, JSON and Markdown in :mod:`srbench.leaderb
 One row per dataset x degradation x method x preset: the newest configuration of that method (its run identity
 without the seed), aggregated over all its seeds: per metric the mean over seeds of each run's per-slice mean,
 the per-slice SD (mean of the seeds' SDs; one seed: that run's SD), the SD of the seeds' means (``seed_sd``) and
-``n_seeds``. Different datasets (name, root, content fingerprint) are different rows. Every metric a run has
+``n_seeds``. Different datasets (name and root; changed content is a new configuration) are different rows. Every metric a run has
 appears, with the direction, range and digits its record carries (plugin metrics included).
 
 Within each dataset x degradation block the statistics (:func:`srbench.stats.analyse`, on the seed-averaged
@@ -74,13 +74,12 @@ _V1 = {"psnr": ("higher", (0.0, 80.0), 2), "ssim": ("higher", (-1.0, 1.0), 4), "
 
 
 def _label_datasets(records: list) -> dict:
-    """Dataset identity -> label: its name, made unique with a short fingerprint when two identities share it."""
+    """Dataset key (name, root) -> label: its name, made unique with its root when two roots share the name."""
     ids = {r.dataset_key for r in records}
     names = {}
     for key in ids:
         names.setdefault(key[0], []).append(key)
-    return {key: key[0] if len(names[key[0]]) == 1 else f"{key[0]} [{(key[2] or key[1] or '?')[:8]}]"
-            for key in ids}
+    return {key: key[0] if len(names[key[0]]) == 1 else f"{key[0]} [{key[1] or 'built in'}]" for key in ids}
 
 
 def _row(runs: list, dataset_label: str, metrics: dict) -> dict:
