@@ -107,7 +107,9 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    from rich.markup import escape  # a path or label may hold [brackets]
+
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _check_names(opts) -> None:

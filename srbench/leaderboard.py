@@ -79,7 +79,7 @@ def _label_datasets(records: list) -> dict:
     names = {}
     for key in ids:
         names.setdefault(key[0], []).append(key)
-    return {key: key[0] if len(names[key[0]]) == 1 else f"{key[0]} [{key[1] or 'built in'}]" for key in ids}
+    return {key: key[0] if len(names[key[0]]) == 1 else f"{key[0]}:{key[1] or 'built-in'}" for key in ids}
 
 
 def _row(runs: list, dataset_label: str, metrics: dict) -> dict:

@@ -104,6 +104,7 @@ def report_command(results_dir, dataset, degradation, case, protocol, unit, alph
     """Write the HTML report: leaderboard with budgets, statistics, box plots, axial/coronal/sagittal panels,
     method cards and the hardware of every run, in one self-contained file readable on a phone."""
     from rich.console import Console
+    from rich.markup import escape
 
     from .record import atomic_write_text
     from .report import to_report
@@ -111,9 +112,9 @@ def report_command(results_dir, dataset, degradation, case, protocol, unit, alph
     err = Console(stderr=True)
     df, sig, direction, results_dir = leaderboard_data(
         results_dir, dataset, degradation, protocol, unit, alpha, reference,
-        warn=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
+        warn=lambda m: err.print(f"[yellow]warning:[/] {escape(m)}", highlight=False))
     text = to_report(df, direction, sig, case=case)
-    table_warnings(df, sig, lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
+    table_warnings(df, sig, lambda m: err.print(f"[yellow]warning:[/] {escape(m)}", highlight=False))
     if str(output) == "-":
         click.echo(text, nl=False)
         return

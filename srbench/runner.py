@@ -282,7 +282,7 @@ def _finished(out_dir: Path, console: Console) -> bool:
     try:
         record = rec.load_record(out_dir)
     except rec.RecordError as exc:
-        console.print(f"[yellow]warning:[/] {exc}; running it again", highlight=False)
+        console.print(f"warning: {exc}; running it again", highlight=False, markup=False)
         return False
     if record.unfinished_training and record.weights.get("source") == "trained-in-run":
         console.print(f"resuming {record.method}'s unfinished training ({out_dir})", highlight=False)

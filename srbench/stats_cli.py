@@ -58,9 +58,11 @@ def stats_command(results_dir, dataset, degradation, scores_file, directions, pr
             raise SRBenchError("give --dataset (the runs to compare) or --scores FILE.csv")
         results_dir = results_dir_or_default(results_dir)
         require_runs(results_dir)
+        from rich.markup import escape
+
         err = Console(stderr=True, soft_wrap=True)
         runs = sc.select_runs(results_dir, dataset, degradation,
-                              warn=lambda m: err.print(f"[yellow]warning:[/] {m}", highlight=False))
+                              warn=lambda m: err.print(f"[yellow]warning:[/] {escape(m)}", highlight=False))
         scores, direction = sc.scores_of(runs), sc.directions_of(runs)
         metrics = None
         first = next(iter(runs.values()))[0]
