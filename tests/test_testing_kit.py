@@ -237,12 +237,8 @@ def test_the_pytest_plugin_is_registered_and_imports_without_torch():
     [ep] = [ep for ep in importlib.metadata.entry_points(group="pytest11") if ep.name == "srbench"]
     assert ep.value == "srbench.testing" and ep.dist.name == "srbench"
     # srbench.testing itself does not need torch at import (only the checks do)
-    code = ("import sys, importlib.util; sys.modules['torch'] = None\n"
-            "spec = importlib.util.spec_from_file_location('kit', sys.argv[1])\n"
-            "m = importlib.util.module_from_spec(spec); sys.modules['kit'] = m\n"
-            "spec.loader.exec_module(m); print(sorted(m.CHECKS))")
-    import srbench.testing
-
-    out = subprocess.run([sys.executable, "-c", code, srbench.testing.__file__], capture_output=True, text=True, encoding="utf-8",
-                         timeout=60)
+    # (the kit and its tiny data, srbench.tiny_data, imported as pytest imports them, with torch made unimportable)
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import srbench.testing as m; print(sorted(m.CHECKS))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=60)
     assert out.returncode == 0, out.stderr
