@@ -68,9 +68,12 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 @click.option("--force", "-f", is_flag=True, help="Run again even if this run already finished.")
 @click.option("--pretrained-only", "-P", is_flag=True,
               help="Skip a learned method that has no shipped checkpoint instead of training it.")
+@click.option("--save-volumes/--no-save-volumes", "-V/-N", default=None,
+              help="Write each test case's SR volume (NIfTI, HR grid cropped to the predicted slices) under "
+                   "the run's volumes/; default: when the test split has at most 4 cases.")
 @json_opt("Print the run directory and its summary as JSON on stdout (one line per seed).")
 def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, seeds, steps,
-        max_minutes, force, pretrained_only, as_json):
+        max_minutes, force, pretrained_only, save_volumes, as_json):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
     from .record import load_record
     from .runner import RunOptions, default_results_dir
@@ -82,7 +85,7 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
         opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=one,
                           device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
                           checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only, steps=steps,
-                          max_minutes=max_minutes)
+                          max_minutes=max_minutes, save_volumes=save_volumes)
         _check_names(opts)
         notice = _weights_notice(opts)
         if notice:

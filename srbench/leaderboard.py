@@ -377,3 +377,8 @@ def _block_text(b: BlockStats) -> str:
             text += f", {res.dropped} {res.unit}(s) not scored by every method dropped"
         parts.append(text)
     return "; ".join(parts) + "."
+
+
+from .callable_module import make_callable  # noqa: E402 - srbench.leaderboard(...) calls srbench.api.leaderboard
+
+make_callable(__name__, "leaderboard")

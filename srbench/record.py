@@ -154,6 +154,8 @@ class RunRecord:
     normalisation: str | None = None
     weights: dict = field(default_factory=dict)
     training: dict | None = None
+    through_plane: dict | None = None  # coronal/sagittal and slice-to-slice scores (srbench.through_plane)
+    volumes: dict | None = None  # saved SR volumes: layout and case -> file (srbench.sr_volumes)
     n_cases: int | None = None
     n_subjects: int | None = None
     skipped_slices: int = 0

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import distributed, environment
 from . import record as rec
+from . import sr_volumes, through_plane
 from .cache import PreprocessCache
 from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
@@ -47,6 +48,7 @@ from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
 from .weights import require_checkpoint
 
+PLANES = "planes.csv"  # coronal / sagittal plane scores and slice-to-slice consistency (srbench.through_plane)
 NORMALISATION = "minmax-hr: each volume's HR [min, max] -> [0, 1], applied to HR before degradation"
 
 
@@ -70,6 +72,7 @@ class RunOptions:
     data_root: str | None = None
     steps: int | None = None  # training steps instead of the preset's (a different run)
     max_minutes: float | None = None  # stop training after this long; the run is recorded unfinished and resumes
+    save_volumes: bool | None = None  # SR NIfTI per test case; None: when the test split is small (sr_volumes)
 
 
 @dataclass
@@ -189,6 +192,8 @@ class Evaluation:
     n_slices: int
     skipped: int
     examples: object = None
+    through_plane: list = field(default_factory=list)  # through_plane.CaseResult per case
+    volumes: dict = field(default_factory=dict)  # case id -> saved SR volume, relative to the run folder
 
 
 def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, bool]:
@@ -232,7 +237,7 @@ def _run_once(setup: Setup, identity: dict, out_dir: Path, metrics: list, consol
     if opts.max_minutes is not None:  # a stopping rule, not part of the identity: a rerun resumes the run
         train_settings(setup.method)["max_seconds"] = opts.max_minutes * 60
     timings, training = _obtain_weights(setup, out_dir, console)
-    evaluation = _gather(_evaluate(setup, metrics, console), setup.dataset.name)
+    evaluation = _gather(_evaluate(setup, metrics, console, out_dir), setup.dataset.name)
     evaluation.timings.update(timings)
     record = _record(setup, rid, identity, metrics, evaluation, training)
     if record.unfinished_training:
@@ -317,12 +322,14 @@ def _fit(s: Setup, out_dir: Path, console: Console) -> tuple[dict, dict]:
     return {"fit_s": fit_s}, training
 
 
-def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
+def _evaluate(s: Setup, metrics: list, console: Console, out_dir: Path) -> Evaluation:
     """Predict and score this rank's test cases; rows carry their case index so ranks merge in order."""
     from . import panels  # a few predicted slices kept for the report's qualitative panels
 
     rows, timings = [], {"predict_s": 0.0, "score_s": 0.0}
     n_slices, skipped, examples = 0, 0, []
+    planes, volumes = [], {}
+    save = sr_volumes.wanted(s.opts.save_volumes, len(s.manifest.case_ids("test")))
     rank, world = distributed.rank(), distributed.world_size()
     with _progress(console) as progress:
         for index, case in enumerate(s.dataset.cases("test")):
@@ -334,8 +341,11 @@ def _evaluate(s: Setup, metrics: list, console: Console) -> Evaluation:
             if len(examples) < panels.MAX_CASES and p.slices:  # first test cases with slices: panels.example_slices
                 examples.append((index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator)))
             rows += [(index, row) for row in _score(s.method, p, sr, metrics, timings)]
+            planes.append(_score_planes(index, s.method, p, sr, metrics, timings))
+            if save and p.slices:
+                volumes[case.case_id] = sr_volumes.save(out_dir, case.case_id, sr, p.hr, p.slices)
             n_slices += len(p.slices)
-    return Evaluation(rows, timings, n_slices, skipped, examples)
+    return Evaluation(rows, timings, n_slices, skipped, examples, planes, volumes)
 
 
 def _predict(method: Method, p: Prepared, progress: Progress, timings: dict) -> np.ndarray:
@@ -360,6 +370,15 @@ def _score(method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: 
     return rows
 
 
+def _score_planes(index: int, method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict):
+    """Coronal and sagittal planes and slice-to-slice consistency of the stacked prediction (through_plane)."""
+    t0 = time.perf_counter()
+    result = through_plane.score_case(index, p.case.case_id, p.case.patient_id, sr, p.hr_array, p.mask, p.slices,
+                                      metrics, device=str(method.device))
+    timings["score_s"] += time.perf_counter() - t0
+    return result
+
+
 def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
     """Every rank's rows, timings and examples merged (on every rank), rows in the one-process order."""
     if distributed.parallel():
@@ -367,7 +386,9 @@ def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
         ev = Evaluation(rows=[r for part in parts for r in part.rows],
                         timings={k: sum(part.timings[k] for part in parts) for k in ev.timings},  # summed compute
                         n_slices=sum(part.n_slices for part in parts), skipped=sum(part.skipped for part in parts),
-                        examples=[e for part in parts for e in part.examples])
+                        examples=[e for part in parts for e in part.examples],
+                        through_plane=[c for part in parts for c in part.through_plane],
+                        volumes={k: v for part in parts for k, v in part.volumes.items()})
         ev.timings["processes"] = distributed.world_size()
     ev.rows = [row for _, row in sorted(ev.rows, key=lambda r: r[0])]  # stable: case order, then slice order
     from .panels import MAX_CASES
@@ -406,6 +427,8 @@ def _record(s: Setup, rid: str, identity: dict, metrics: list, ev: Evaluation, t
         "summary": {"per_slice": per_slice, "per_volume": per_volume},
         "n_slices": ev.n_slices, "n_cases": int(table["case"].nunique()),
         "n_subjects": int(table["patient"].nunique()), "skipped_slices": ev.skipped,
+        "through_plane": through_plane.summary(ev.through_plane, names),
+        "volumes": {"layout": sr_volumes.LAYOUT, "files": ev.volumes} if ev.volumes else None,
         "timings": ev.timings, "peak_memory_mb": _peak_memory_mb(s.method.device),
         "versions": environment.versions(), "git_sha": environment.git_sha(), "git_dirty": environment.git_dirty(),
         "scoring_version": rec.SCORING_VERSION, "hardware": environment.hardware(s.method.device),
@@ -418,6 +441,7 @@ def _write(out_dir: Path, record: rec.RunRecord, ev: Evaluation) -> None:
 
     panels.save_examples(out_dir / panels.EXAMPLES, ev.examples)
     rec.atomic_write_text(out_dir / rec.SCORES, pd.DataFrame(ev.rows).to_csv(index=False))
+    rec.atomic_write_text(out_dir / PLANES, through_plane.table(ev.through_plane).to_csv(index=False))
     rec.atomic_write_json(out_dir / rec.RECORD, record.to_dict())
 
 

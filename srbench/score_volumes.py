@@ -24,21 +24,27 @@ def _metrics():
 
 def score_volumes(pred_path: Path, ref_path: Path, mask_path: Path | None = None, device: str = "cpu") -> dict:
     """Both normalised by the reference's [min, max]; prediction clipped; masked; empty-mask slices skipped."""
-    ref_img, pred_img = read_volume(ref_path), read_volume(pred_path)
-    require_same_grid(pred_img, ref_img, str(pred_path), str(ref_path))
+    mask = read_volume(mask_path) if mask_path is not None else None
+    return score_images(read_volume(pred_path), read_volume(ref_path), mask, device,
+                        names=(str(pred_path), str(ref_path), str(mask_path)))
+
+
+def score_images(pred_img, ref_img, mask_img=None, device: str = "cpu", names=("prediction", "reference", "mask")
+                 ) -> dict:
+    """:func:`score_volumes` on SimpleITK images (``names`` for messages: prediction, reference, mask)."""
+    require_same_grid(pred_img, ref_img, names[0], names[1])
     ref, pred = to_array(ref_img), to_array(pred_img)
-    require_finite(ref, str(ref_path))
-    require_finite(pred, str(pred_path))
+    require_finite(ref, names[1])
+    require_finite(pred, names[0])
     mask = None
-    if mask_path is not None:
-        mask_img = read_volume(mask_path)
-        require_same_grid(mask_img, ref_img, str(mask_path), str(ref_path))
+    if mask_img is not None:
+        require_same_grid(mask_img, ref_img, names[2], names[1])
         mask = to_array(mask_img) > 0
     lo, hi = minmax_range(ref, str(ref_path))
     ref, pred = normalise(ref, lo, hi), normalise(pred, lo, hi)
     keep, skipped = usable_slices(ref, mask, None) if mask is not None else (list(range(len(ref))), [])
     if not keep:
-        raise SRBenchError(f"{mask_path}: mask is empty on every slice")
+        raise SRBenchError(f"{names[2]}: mask is empty on every slice")
     metrics = _metrics()
     scores = score_arrays(pred[keep], ref[keep], metrics, mask=None if mask is None else mask[keep], device=device)
     summary = summarise(scores.values)

@@ -391,3 +391,8 @@ def smallest_attainable_p(protocol: str, methods: int, n: int, unit: str = "slic
     total = methods * n
     z = (total - n) / math.sqrt(total * (total + 1) / 12 * (2 / n))
     return min(1.0, pairs * 2 * ss.norm.sf(z))
+
+
+from .callable_module import make_callable  # noqa: E402 - srbench.stats(...) calls srbench.api.stats
+
+make_callable(__name__, "stats")

@@ -53,7 +53,9 @@ def test_layout(bicubic_run):
     results, run_dir = bicubic_run
     parts = run_dir.relative_to(results).parts
     assert parts[:3] == ("demo", "brain-t1map", "bicubic") and len(parts) == 4
-    assert sorted(p.name for p in run_dir.iterdir()) == ["examples.npz", "record.json", "scores.csv"]  # no temporaries left
+    assert sorted(p.name for p in run_dir.iterdir()) == ["examples.npz", "planes.csv", "record.json", "scores.csv",
+                                                         "volumes"]
+    assert [p.name for p in (run_dir / "volumes").iterdir()] == ["test_sr.nii.gz"]  # no temporaries left
 
 
 def test_record_contents(bspline_run):

@@ -1,0 +1,80 @@
+"""The Python API (srbench.api): its documented examples, inputs of every kind, and a light `import srbench`."""
+
+import doctest
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import srbench
+from srbench import api
+from srbench.errors import SRBenchError
+
+
+def test_the_documented_examples_run():
+    """The module docstring's examples (the demo's numbers, as `srbench run` records them)."""
+    result = doctest.testmod(api, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.attempted >= 10 and result.failed == 0
+
+
+def _pair(seed=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.random((5, 24, 24)).astype(np.float32) * 100
+    pred = ref + rng.normal(0, 3, ref.shape).astype(np.float32)
+    mask = np.zeros(ref.shape, np.uint8)
+    mask[1:4, 4:20, 4:20] = 1
+    return pred, ref, mask
+
+
+def test_score_takes_paths_images_and_arrays_alike(tmp_path):
+    pred, ref, mask = _pair()
+    images = {}
+    for name, array in (("pred", pred), ("ref", ref), ("mask", mask)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((0.5, 0.5, 2.0))
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+        images[name] = image
+    from_arrays = srbench.score(pred, ref, mask)
+    from_images = srbench.score(images["pred"], images["ref"], images["mask"])
+    from_paths = srbench.score(tmp_path / "pred.nii.gz", str(tmp_path / "ref.nii.gz"), tmp_path / "mask.nii.gz")
+    assert from_arrays["slice"].tolist() == [1, 2, 3] and from_arrays.attrs["skipped"] == [0, 4]
+    for other in (from_images, from_paths):
+        np.testing.assert_allclose(other[["psnr", "ssim", "gmsd"]], from_arrays[["psnr", "ssim", "gmsd"]], atol=1e-6)
+    # the paper's conventions: normalised by the reference's range, masked (PSNR by hand on slice 2)
+    lo, hi = ref.min(), ref.max()
+    p, r = np.clip((pred[2] - lo) / (hi - lo), 0, 1) * mask[2], (ref[2] - lo) / (hi - lo) * mask[2]
+    assert from_arrays.set_index("slice").loc[2, "psnr"] == pytest.approx(10 * np.log10(1 / np.mean((p - r) ** 2)),
+                                                                          abs=1e-3)
+
+
+def test_score_refuses_what_it_cannot_score():
+    pred, ref, _ = _pair()
+    with pytest.raises(SRBenchError, match="different|size"):
+        srbench.score(pred[:, :20], ref)
+    with pytest.raises(SRBenchError, match="3-D"):
+        srbench.score(pred[None], ref)
+    with pytest.raises(SRBenchError, match="mask is empty"):
+        srbench.score(pred, ref, np.zeros(ref.shape))
+
+
+def test_import_srbench_loads_neither_torch_nor_pandas_and_modules_stay_modules():
+    code = ("import sys, srbench; assert 'torch' not in sys.modules and 'pandas' not in sys.modules; "
+            "assert set(srbench.API) <= set(srbench.__all__); import srbench.stats as st; "
+            "assert callable(srbench.stats) and srbench.stats is st and callable(st.analyse); "
+            "assert callable(srbench.leaderboard) and srbench.leaderboard.load_table")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_refuses_unknown_units_and_missing_volumes(bicubic_run, tmp_path):
+    _, run_dir = bicubic_run
+    run = api.load_run(run_dir)
+    assert run.summary("volume").loc[("coronal", "psnr"), "n"] == 1
+    assert run.volume().GetSize()[2] == run.scores["slice"].max() - run.scores["slice"].min() + 1
+    with pytest.raises(SRBenchError, match="unit"):
+        run.summary("patient")
+    with pytest.raises(SRBenchError, match="no SR volume for case 'nope'"):
+        run.volume("nope")
+    with pytest.raises(SRBenchError, match="not a finished run"):
+        api.load_run(tmp_path)
