@@ -216,4 +216,4 @@ def stats(results_dir: str | Path | None = None, dataset: str | None = None, deg
 def resolve_results_dir(results_dir) -> Path:
     from .runner import default_results_dir
 
-    return Path(results_dir) if results_dir else default_results_dir()
+    return Path(results_dir) if results_dir else default_results_dir()  # $SRBENCH_RESULTS or ./leaderboards

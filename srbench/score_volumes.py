@@ -40,7 +40,7 @@ def score_images(pred_img, ref_img, mask_img=None, device: str = "cpu", names=("
     if mask_img is not None:
         require_same_grid(mask_img, ref_img, names[2], names[1])
         mask = to_array(mask_img) > 0
-    lo, hi = minmax_range(ref, str(ref_path))
+    lo, hi = minmax_range(ref, names[1])
     ref, pred = normalise(ref, lo, hi), normalise(pred, lo, hi)
     keep, skipped = usable_slices(ref, mask, None) if mask is not None else (list(range(len(ref))), [])
     if not keep:
