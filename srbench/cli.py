@@ -198,15 +198,23 @@ def train_cmd(method, dataset, degradation, preset, seed, device, data_root, out
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path),
               help="SR volume to write.")
-@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Weights of a learned method.")
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None,
+              help="Weights of a learned method; default: the checkpoint it ships for --dataset and --preset.")
 @click.option("--like", "-l", type=click.Path(path_type=Path), default=None,
               help="Take the output grid from this image.")
-@click.option("--spacing", "-S", default=None, help="Output spacing x,y,z in mm (the LR extent is kept).")
+@click.option("--spacing", "-S", default=None,
+              help="Output spacing x,y,z in mm (the LR extent is kept); default: the input spacing divided by the "
+                   "dataset protocol's factors.")
+@click.option("--dataset", "-d", default="demo", show_default=True,
+              help="Dataset whose shipped checkpoint and degradation protocol set the defaults.")
+@click.option("--degradation", "-g", default=None, help="Protocol whose factors set the default grid; default: "
+                                                         "the dataset's.")
 @preset_opt()
 @seed_opt()
 @device_opt()
 @json_opt("Print the written volume's path as JSON on stdout.")
-def infer(method, input_path, output_path, checkpoint, like, spacing, preset, seed, device, as_json):
+def infer(method, input_path, output_path, checkpoint, like, spacing, dataset, degradation, preset, seed, device,
+          as_json):
     """Super-resolve a whole volume with any method; the output keeps correct geometry."""
     from .infer import infer as do_infer
 
@@ -217,7 +225,8 @@ def infer(method, input_path, output_path, checkpoint, like, spacing, preset, se
             values = [float(v) for v in spacing.split(",")]
         except ValueError:
             raise click.BadParameter(f"expected x,y,z in mm, got {spacing!r}", param_hint="--spacing") from None
-    do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device)
+    do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device, dataset=dataset,
+             degradation=degradation, say=lambda text: err.print(text, highlight=False, markup=False))
     if as_json:
         click.echo(json.dumps({"output": str(output_path), "method": method, "preset": preset}))
     err.print(f"wrote {output_path}")

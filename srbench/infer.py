@@ -3,8 +3,13 @@
 The LR volume is normalised by its own [min, max] (the HR range is unknown at inference), super-resolved on
 the target grid, and mapped back to the input's intensity range. The method is built, loaded and called through
 ``plugins.instantiate_method``, as in ``srbench run``: a plugin's failure is one line naming the method, its
-plugin and the stage. The target grid is a reference image's (``--like``) or the LR extent sampled at
-``--spacing``.
+plugin and the stage.
+
+Defaults, as ``srbench run`` has them, each said through ``say``: a learned method uses the checkpoint shipped
+for ``dataset`` and ``preset`` (``--checkpoint`` for others); the target grid is a reference image's
+(``--like``), the LR extent sampled at ``--spacing``, or else the inverse of the dataset's degradation protocol:
+the input spacing divided by the protocol's factors (``brain-t1map``: x3 on every axis). A protocol that sets
+an LR spacing instead of factors (``prostate-t2w``) does not say what the HR spacing was: give --spacing.
 """
 
 from __future__ import annotations
@@ -45,18 +50,25 @@ def grid_with_spacing(image: sitk.Image, spacing) -> sitk.Image:
 
 def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Path | None = None,
           like: Path | None = None, spacing=None, preset: str = "tiny", seed: int = 0, device: str = "auto",
-          progress=None) -> sitk.Image:
-    if (like is None) == (spacing is None):
-        raise SRBenchError("give exactly one of --like or --spacing for the output grid")
+          progress=None, dataset: str = "demo", degradation: str | None = None, say=None) -> sitk.Image:
+    """Super-resolve ``input_path`` into ``output_path``; ``say(text)`` hears the defaults chosen."""
+    say = say or (lambda text: None)
+    if like is not None and spacing is not None:
+        raise SRBenchError("give at most one of --like or --spacing for the output grid")
     check_output_path(output_path, inputs=(input_path, like, checkpoint), suffixes=WRITABLE_SUFFIXES)
+    method_cls = lookup("methods", method_name)
+    if method_cls.trains and checkpoint is None:
+        checkpoint = _shipped(method_cls, dataset, preset, say)
     lr = read_volume(input_path)
     lr_array = to_array(lr)
     require_finite(lr_array, str(input_path))
-    grid = read_volume(like) if like is not None else grid_with_spacing(lr, spacing)
-    method: Method = instantiate_method(lookup("methods", method_name), preset=preset, device=device, seed=seed)
+    if like is not None:
+        grid = read_volume(like)
+    else:
+        grid = grid_with_spacing(lr, spacing if spacing is not None else _protocol_spacing(lr, dataset, degradation,
+                                                                                            say))
+    method: Method = instantiate_method(method_cls, preset=preset, device=device, seed=seed)
     if method.trains:
-        if checkpoint is None:
-            raise SRBenchError(f"method {method_name!r} is learned: give --checkpoint")
         method.load(require_checkpoint(checkpoint))
     lo, hi = minmax_range(lr_array, str(input_path))
     lr_norm = from_array(normalise(lr_array, lo, hi), lr)
@@ -66,3 +78,34 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
     out = from_array(sr * (hi - lo) + lo, grid)
     write_volume(out, output_path)
     return out
+
+
+def _shipped(method_cls, dataset: str, preset: str, say) -> Path:
+    shipped = method_cls.shipped_checkpoint(dataset, preset)
+    if shipped is None:
+        raise SRBenchError(f"method {method_cls.name!r} is learned and ships no {dataset}-{preset} checkpoint: "
+                           "give --checkpoint, or the --dataset/--preset of a shipped one")
+    say(f"weights: the {dataset}-{preset} checkpoint shipped with {method_cls.name} ({shipped}); --checkpoint "
+        "for others")
+    return shipped
+
+
+def _protocol_spacing(lr: sitk.Image, dataset: str, degradation: str | None, say) -> list[float]:
+    """The input spacing divided by the factors of the dataset's (or the given) degradation protocol."""
+    from .runner import make_degradation
+
+    spec = degradation or lookup("datasets", dataset).default_degradation
+    _, deg = make_degradation(spec)
+    steps = getattr(deg, "steps", None) or [deg]  # a composition (protocol + noise): its resampling step
+    factors = next((step.factors for step in steps if getattr(step, "factors", None) is not None), None)
+    if factors is None:
+        raise SRBenchError(f"degradation {spec!r} sets an LR spacing, not factors, so the HR spacing is unknown: "
+                           "give --spacing (e.g. the HR spacing of the training data) or --like")
+    out = [s / f for s, f in zip(lr.GetSpacing(), factors)]
+    say(f"output grid: input spacing {_mm(lr.GetSpacing())} / {spec} factors {_mm(factors, '')} = {_mm(out)} "
+        f"(the {dataset} protocol's inverse; --spacing or --like for another)")
+    return out
+
+
+def _mm(values, unit: str = " mm") -> str:
+    return "x".join(f"{v:g}" for v in values) + unit
