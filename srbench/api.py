@@ -88,7 +88,7 @@ class Run:
 def load_run(path: str | Path, ran: bool = False) -> Run:
     """A run folder (the one holding ``record.json``) as a :class:`Run`."""
     from . import record as rec
-    from .runner import PLANES as PLANES_CSV
+    from .through_plane import FILE as PLANES_CSV
 
     path = Path(path)
     if not (path / rec.RECORD).is_file():

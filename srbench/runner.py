@@ -48,7 +48,6 @@ from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
 from .weights import require_checkpoint
 
-PLANES = "planes.csv"  # coronal / sagittal plane scores and slice-to-slice consistency (srbench.through_plane)
 NORMALISATION = "minmax-hr: each volume's HR [min, max] -> [0, 1], applied to HR before degradation"
 
 
@@ -441,7 +440,7 @@ def _write(out_dir: Path, record: rec.RunRecord, ev: Evaluation) -> None:
 
     panels.save_examples(out_dir / panels.EXAMPLES, ev.examples)
     rec.atomic_write_text(out_dir / rec.SCORES, pd.DataFrame(ev.rows).to_csv(index=False))
-    rec.atomic_write_text(out_dir / PLANES, through_plane.table(ev.through_plane).to_csv(index=False))
+    rec.atomic_write_text(out_dir / through_plane.FILE, through_plane.table(ev.through_plane).to_csv(index=False))
     rec.atomic_write_json(out_dir / rec.RECORD, record.to_dict())
 
 

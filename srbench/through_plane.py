@@ -24,10 +24,12 @@ Per volume (every score): the mean over a case's planes (pairs), then mean ± SD
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .errors import SRBenchError
 from .scoring import score_arrays, summarise, usable_slices
 
 PLANES = {"coronal": (1, 0, 2), "sagittal": (2, 0, 1)}  # (z, y, x) stack -> (plane, z, in-plane) axes
@@ -39,6 +41,7 @@ PLANE_DEFINITION = ("the predicted axial slices stacked in slice order; coronal 
                     "(fixed x) scored with the run's metrics, prediction clipped to [0, 1], both multiplied by the "
                     "mask, planes with an empty mask skipped")
 PAIR = "axial-pair"  # the `plane` of consistency rows in planes.csv
+FILE = "planes.csv"  # beside a run's scores.csv
 
 
 @dataclass
@@ -136,3 +139,48 @@ def _per_slice_and_volume(rows: pd.DataFrame, names: list[str]) -> dict:
 
     return {"per_slice": summarise({n: column(rows, n) for n in names}),
             "per_volume": summarise({n: column(per_case, n) for n in names})}
+
+
+# --- for tables: flat columns and per-plane score tables ---------------------------------------------------
+
+PLANE_CHOICES = ("axial", *PLANES)  # what a table can show
+
+
+def columns(record: dict) -> dict:
+    """Flat leaderboard columns of a record's ``through_plane`` section: ``<plane>_<metric>_mean`` and ``_std``
+    (per-slice) for coronal and sagittal, and ``z_gradient_error_mean`` / ``_std``; NaN when the run has none."""
+    tp = record.get("through_plane") or {}
+    out = {}
+    for plane in PLANES:
+        for name, s in ((tp.get(plane) or {}).get("per_slice") or {}).items():
+            out[f"{plane}_{name.lower()}_mean"] = s["mean"] if s else np.nan
+            out[f"{plane}_{name.lower()}_std"] = s["std"] if s else np.nan
+    s = ((tp.get("consistency") or {}).get("per_slice") or {}).get(CONSISTENCY)
+    out[f"{CONSISTENCY}_mean"] = s["mean"] if s else np.nan
+    out[f"{CONSISTENCY}_std"] = s["std"] if s else np.nan
+    return out
+
+
+def plane_scores(planes: pd.DataFrame, plane: str) -> pd.DataFrame:
+    """planes.csv rows of one plane in the form of scores.csv (case, patient, slice = plane index, metrics), so
+    that statistics and tables treat coronal or sagittal planes as they treat axial slices."""
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {', '.join(PLANES)}, got {plane!r}")
+    rows = planes[planes["plane"] == plane].drop(columns=["plane", CONSISTENCY], errors="ignore")
+    return rows.rename(columns={"index": "slice"}).reset_index(drop=True)
+
+
+def scores_of(runs: dict, plane: str) -> pd.DataFrame:
+    """Long format as :func:`srbench.stats.scores_of` (method label, case, slice, one column per metric), from
+    each run's planes.csv rows of ``plane``: the statistics of a coronal or sagittal table."""
+    parts = []
+    for label, record in runs.items():
+        path = Path(record["_dir"]) / FILE
+        if not path.is_file():
+            raise SRBenchError(f"{path}: missing (a run from before through-plane scores; rerun it with --force)")
+        df = plane_scores(pd.read_csv(path), plane)
+        metrics = [m.lower() for m in record.get("metrics", {}) if m.lower() in df.columns]
+        part = df[["case", "slice"] + metrics].astype({m: float for m in metrics})
+        part.insert(0, "method", label)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)

@@ -103,3 +103,19 @@ def test_a_demo_run_records_planes_and_saves_its_volume(bicubic_run):
     volume = read_volume(run_dir / relative)
     scores = pd.read_csv(run_dir / "scores.csv")
     assert volume.GetSize()[2] == scores["slice"].max() - scores["slice"].min() + 1
+
+
+def test_plane_tables_for_the_leaderboard_and_the_statistics(bicubic_run):
+    _, run_dir = bicubic_run
+    record = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
+    record["_dir"] = str(run_dir)
+    cols = through_plane.columns(record)
+    assert cols["sagittal_psnr_mean"] == record["through_plane"]["sagittal"]["per_slice"]["psnr"]["mean"]
+    assert np.isnan(cols["coronal_lpips_mean"]) or cols["coronal_lpips_mean"] > 0
+    consistency = record["through_plane"]["consistency"]["per_slice"]["z_gradient_error"]
+    assert cols["z_gradient_error_std"] == consistency["std"]
+    long = through_plane.scores_of({"a": record, "b": record}, "coronal")
+    assert list(long.columns[:3]) == ["method", "case", "slice"] and set(long.method) == {"a", "b"}
+    assert len(long) == 2 * record["through_plane"]["coronal"]["per_slice"]["psnr"]["n"]
+    assert long.psnr.mean() == pytest.approx(cols["coronal_psnr_mean"])
+    assert through_plane.columns({})["z_gradient_error_mean"] != through_plane.columns({})["z_gradient_error_mean"]
