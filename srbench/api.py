@@ -22,13 +22,13 @@ read back, not repeated):
 >>> run.scores.shape[0], sorted(run.planes.plane.unique())
 (32, ['axial-pair', 'coronal', 'sagittal'])
 >>> round(float(run.summary().loc[("axial", "psnr"), "mean"]), 2)
-31.66
+30.95
 
 Every finished run of a results folder, the leaderboard, and the statistics behind its marks:
 
 >>> _ = srbench.evaluate("bicubic", "demo", results_dir=results, progress=False)
 >>> srbench.load_results(results)[["method", "psnr_mean"]].round(2).values.tolist()
-[['bspline', 31.66], ['bicubic', 31.44]]
+[['bspline', 30.95], ['bicubic', 30.76]]
 >>> board = srbench.leaderboard(results)
 >>> bool(board.loc[board.method == "bicubic", "psnr_not_sig_from_best"].item())
 True

@@ -381,4 +381,4 @@ def _block_text(b: BlockStats) -> str:
 
 from .callable_module import make_callable  # noqa: E402 - srbench.leaderboard(...) calls srbench.api.leaderboard
 
-make_callable(__name__, "leaderboard")
+make_callable(__name__, "srbench.api:leaderboard")

@@ -395,4 +395,4 @@ def smallest_attainable_p(protocol: str, methods: int, n: int, unit: str = "slic
 
 from .callable_module import make_callable  # noqa: E402 - srbench.stats(...) calls srbench.api.stats
 
-make_callable(__name__, "stats")
+make_callable(__name__, "srbench.api:stats")
