@@ -54,7 +54,7 @@ class Run:
     """One finished run: its record, per-slice scores, through-plane scores and folder."""
 
     path: Path
-    record: dict
+    record: object  # srbench.record.RunRecord (record.to_dict(): the JSON form)
     scores: pd.DataFrame  # one row per axial test slice: case, patient, slice, one column per metric
     planes: pd.DataFrame  # coronal / sagittal planes and axial slice pairs (srbench.through_plane)
     ran: bool = True  # False when the run had already finished and was read back
@@ -65,8 +65,9 @@ class Run:
         key = {"slice": "per_slice", "volume": "per_volume"}.get(unit)
         if key is None:
             raise SRBenchError(f"unit must be 'slice' or 'volume', got {unit!r}")
-        tp = self.record.get("through_plane") or {}
-        sections = {"axial": self.record["summary"][key],
+        raw = self.record.to_dict()
+        tp = raw.get("through_plane") or {}
+        sections = {"axial": raw["summary"][key],
                     **{p: tp.get(p, {}).get(key, {}) for p in PLANES[1:]},
                     "consistency": tp.get("consistency", {}).get(key, {})}
         rows = [{"plane": plane, "metric": name.lower(), **(s or {"mean": np.nan, "std": np.nan, "n": 0})}
@@ -77,7 +78,7 @@ class Run:
         """The saved SR volume of ``case`` (default: the first) as a SimpleITK image."""
         from .volume import read_volume
 
-        files = (self.record.get("volumes") or {}).get("files") or {}
+        files = (self.record.volumes or {}).get("files") or {}
         if not files:
             raise SRBenchError(f"{self.path}: no SR volumes saved (run with save_volumes=True)")
         if case is not None and case not in files:
@@ -93,9 +94,9 @@ def load_run(path: str | Path, ran: bool = False) -> Run:
     path = Path(path)
     if not (path / rec.RECORD).is_file():
         raise SRBenchError(f"{path}: no {rec.RECORD} (not a finished run folder)")
-    record = rec.load_record(path / rec.RECORD)
+    record = rec.load_record(path)
     planes = pd.read_csv(path / PLANES_CSV) if (path / PLANES_CSV).is_file() else pd.DataFrame()
-    return Run(path, record, pd.read_csv(path / rec.SCORES), planes, ran)
+    return Run(path, record, record.scores(), planes, ran)
 
 
 def evaluate(method: str, dataset: str, degradation: str | None = None, seed: int = 0, *, preset: str = "tiny",
@@ -175,19 +176,21 @@ def leaderboard(results_dir: str | Path | None = None, dataset: str | None = Non
                 format: str | None = None):
     """:func:`load_results` with ``<metric>_not_sig_from_best`` (the asterisks, from :func:`stats`); with
     ``format`` ("csv", "md", "latex", "html") the export ``srbench leaderboard --format`` writes, as text."""
-    from . import leaderboard as lb
+    from . import leaderboard_export as lx
+    from .report_cli import leaderboard_data
 
-    results_dir = resolve_results_dir(results_dir)
-    df, sig = lb.significance(lb.load_table(results_dir, dataset, degradation), protocol, unit, alpha)
+    df, sig, direction, _ = leaderboard_data(resolve_results_dir(results_dir), dataset, degradation, protocol, unit,
+                                             alpha)
     if format is None:
         return df[[c for c in df.columns if not str(c).startswith("_")]]
-    direction = lb.directions(results_dir)
     if format == "csv":
-        return lb.to_csv(df)
+        return lx.to_csv(df)
     if format == "md":
-        return lb.to_markdown(df, direction, sig)
+        return lx.to_markdown(df, direction, sig)
     if format == "latex":
-        return lb.to_latex(df, direction, sig)
+        from .latex import to_latex
+
+        return to_latex(df, direction, sig)
     if format == "html":
         from .report import to_report
 
@@ -200,15 +203,16 @@ def stats(results_dir: str | Path | None = None, dataset: str | None = None, deg
     """Per metric: the normality decision, the omnibus test, pairwise adjusted p-values (DataFrames) and the
     methods not significantly different from the best, over ``dataset``'s newest runs (``srbench stats``);
     a :class:`srbench.stats.StatsReport` (``.metrics[name]``, ``.to_dict()``)."""
+    from . import scores as sc
     from . import stats as st
 
     if not dataset:
         raise SRBenchError("stats: name the dataset whose runs to compare")
-    runs = st.select_runs(resolve_results_dir(results_dir), dataset, degradation)
+    runs = sc.select_runs(resolve_results_dir(results_dir), dataset, degradation)  # label -> runs (seeds)
     if len(runs) < 2:
         raise SRBenchError(f"only one method ({next(iter(runs))}) has runs for dataset {dataset!r}; "
                            "statistics need two or more")
-    report = st.analyse(st.scores_of(runs), st.directions_of(runs), protocol, unit, alpha)
+    report = st.analyse(sc.scores_of(runs), sc.directions_of(runs), protocol, unit, alpha)
     report.runs = runs
     return report
 

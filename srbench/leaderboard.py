@@ -38,6 +38,7 @@ from . import provenance as pv
 from . import record as rec
 from . import scores as sc
 from . import stats as st
+from . import through_plane
 from .errors import SRBenchError
 
 KEY = ["dataset", "degradation", "method", "preset"]
@@ -108,6 +109,7 @@ def _row(runs: list, dataset_label: str, metrics: dict) -> dict:
                else ("finished" if any(s.finished for s in state) else None),
                run_id=" ".join(r.run_id for r in runs), finished_at=newest.finished_at, _dir=str(newest.path),
                _runs=runs)
+    row.update(through_plane.columns(newest))  # coronal/sagittal scores and consistency (the newest seed's)
     return row
 
 
@@ -125,7 +127,8 @@ def table_from_records(records: list, dataset: str | None = None, degradation: s
     metrics = metrics_of(records)
     labels = _label_datasets(records)
     rows = [_row(runs, labels[runs[0].dataset_key], metrics) for runs in rec.group_runs(records)]
-    columns = FIXED + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "seed_sd")] + TAIL
+    planes = list(dict.fromkeys(k for row in rows for k in row if k.startswith(through_plane.COLUMN_PREFIXES)))
+    columns = FIXED + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "seed_sd")] + TAIL + planes
     df = pd.DataFrame(rows, columns=columns + ["_dir", "_runs"])
     for c in ("train_samples", "train_steps", "train_batch_size"):  # counts, empty for methods that do not train
         df[c] = pd.to_numeric(df[c]).round().astype("Int64")

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from .errors import SRBenchError
-from .scoring import score_arrays, summarise, usable_slices
 
 PLANES = {"coronal": (1, 0, 2), "sagittal": (2, 0, 1)}  # (z, y, x) stack -> (plane, z, in-plane) axes
 CONSISTENCY = "z_gradient_error"
@@ -57,6 +56,8 @@ def score_case(index: int, case_id: str, patient_id: str, sr: np.ndarray, hr: np
                mask: np.ndarray | None, slices: list[int], metrics: list, device: str = "cpu") -> CaseResult:
     """``sr``: (len(slices), H, W) predictions of the axial ``slices`` of ``hr`` (z, y, x; [0, 1]); ``mask``
     on ``hr``'s grid or None."""
+    from .scoring import usable_slices  # scoring loads torch: only when scores are computed
+
     result = CaseResult(index)
     sr = np.clip(sr, 0.0, 1.0)
     ref = hr[slices]
@@ -81,6 +82,8 @@ def score_case(index: int, case_id: str, patient_id: str, sr: np.ndarray, hr: np
 
 def _score_planes(pred, ref, mask, metrics, device, unavailable: dict) -> dict:
     """All metrics at once; when that fails (a metric needs larger images), metric by metric."""
+    from .scoring import score_arrays
+
     try:
         return score_arrays(pred, ref, metrics, mask=mask, device=device).values
     except (ValueError, RuntimeError):
@@ -129,6 +132,8 @@ def summary(results: list[CaseResult], metric_names: list[str]) -> dict:
 
 
 def _per_slice_and_volume(rows: pd.DataFrame, names: list[str]) -> dict:
+    from .scoring import summarise
+
     if rows.empty or not names:
         return {"per_slice": {}, "per_volume": {}}
     per_case = rows.groupby("case", sort=False)[names].mean()
@@ -144,12 +149,14 @@ def _per_slice_and_volume(rows: pd.DataFrame, names: list[str]) -> dict:
 # --- for tables: flat columns and per-plane score tables ---------------------------------------------------
 
 PLANE_CHOICES = ("axial", *PLANES)  # what a table can show
+COLUMN_PREFIXES = tuple(f"{p}_" for p in (*PLANES, CONSISTENCY))  # of the columns() names
 
 
-def columns(record: dict) -> dict:
-    """Flat leaderboard columns of a record's ``through_plane`` section: ``<plane>_<metric>_mean`` and ``_std``
-    (per-slice) for coronal and sagittal, and ``z_gradient_error_mean`` / ``_std``; NaN when the run has none."""
-    tp = record.get("through_plane") or {}
+def columns(record) -> dict:
+    """Flat leaderboard columns of a run record's ``through_plane`` section: ``<plane>_<metric>_mean`` and
+    ``_std`` (per-slice) for coronal and sagittal, and ``z_gradient_error_mean`` / ``_std``; NaN when the run
+    has none."""
+    tp = record.through_plane or {}
     out = {}
     for plane in PLANES:
         for name, s in ((tp.get(plane) or {}).get("per_slice") or {}).items():
@@ -171,15 +178,15 @@ def plane_scores(planes: pd.DataFrame, plane: str) -> pd.DataFrame:
 
 
 def scores_of(runs: dict, plane: str) -> pd.DataFrame:
-    """Long format as :func:`srbench.stats.scores_of` (method label, case, slice, one column per metric), from
-    each run's planes.csv rows of ``plane``: the statistics of a coronal or sagittal table."""
+    """Long format as :func:`srbench.scores.scores_of` (method label, case, slice, one column per metric), from
+    each run record's planes.csv rows of ``plane``: the statistics of a coronal or sagittal table."""
     parts = []
     for label, record in runs.items():
-        path = Path(record["_dir"]) / FILE
+        path = Path(record.path) / FILE
         if not path.is_file():
             raise SRBenchError(f"{path}: missing (a run from before through-plane scores; rerun it with --force)")
         df = plane_scores(pd.read_csv(path), plane)
-        metrics = [m.lower() for m in record.get("metrics", {}) if m.lower() in df.columns]
+        metrics = [m.lower() for m in record.metrics if m.lower() in df.columns]
         part = df[["case", "slice"] + metrics].astype({m: float for m in metrics})
         part.insert(0, "method", label)
         parts.append(part)

@@ -78,3 +78,14 @@ def test_run_refuses_unknown_units_and_missing_volumes(bicubic_run, tmp_path):
         run.volume("nope")
     with pytest.raises(SRBenchError, match="not a finished run"):
         api.load_run(tmp_path)
+
+
+def test_the_leaderboard_csv_carries_the_through_plane_columns(bicubic_run):
+    results, run_dir = bicubic_run
+    table = srbench.load_results(results)
+    tp = api.load_run(run_dir).record.through_plane
+    row = table.set_index("method").loc["bicubic"]
+    assert row["coronal_psnr_mean"] == pytest.approx(tp["coronal"]["per_slice"]["psnr"]["mean"])
+    assert row["sagittal_ssim_std"] == pytest.approx(tp["sagittal"]["per_slice"]["ssim"]["std"])
+    assert row["z_gradient_error_mean"] == pytest.approx(tp["consistency"]["per_slice"]["z_gradient_error"]["mean"])
+    assert "coronal_psnr_mean" in srbench.leaderboard(results, format="csv").splitlines()[0]
