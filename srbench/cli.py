@@ -69,8 +69,7 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 @click.option("--pretrained-only", "-P", is_flag=True,
               help="Skip a learned method that has no shipped checkpoint instead of training it.")
 @click.option("--save-volumes/--no-save-volumes", "-V/-N", default=None,
-              help="Write each test case's SR volume (NIfTI, HR grid cropped to the predicted slices) under "
-                   "the run's volumes/; default: when the test split has at most 4 cases.")
+              help="Write each test case's SR volume (NIfTI) under volumes/; default: for up to 4 test cases.")
 @json_opt("Print the run directory and its summary as JSON on stdout (one line per seed).")
 def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, seeds, steps,
         max_minutes, force, pretrained_only, save_volumes, as_json):
@@ -198,17 +197,12 @@ def train_cmd(method, dataset, degradation, preset, seed, device, data_root, out
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
 @click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path),
               help="SR volume to write.")
-@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None,
-              help="Weights of a learned method; default: the checkpoint it ships for --dataset and --preset.")
+@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Weights (default: shipped).")
 @click.option("--like", "-l", type=click.Path(path_type=Path), default=None,
               help="Take the output grid from this image.")
-@click.option("--spacing", "-S", default=None,
-              help="Output spacing x,y,z in mm (the LR extent is kept); default: the input spacing divided by the "
-                   "dataset protocol's factors.")
-@click.option("--dataset", "-d", default="demo", show_default=True,
-              help="Dataset whose shipped checkpoint and degradation protocol set the defaults.")
-@click.option("--degradation", "-g", default=None, help="Protocol whose factors set the default grid; default: "
-                                                         "the dataset's.")
+@click.option("--spacing", "-S", default=None, help="Output spacing x,y,z mm (default: input / protocol factors).")
+@click.option("--dataset", "-d", default="demo", show_default=True, help="Whose checkpoint and protocol to use.")
+@click.option("--degradation", "-g", default=None, help="Protocol for the default grid (default: the dataset's).")
 @preset_opt()
 @seed_opt()
 @device_opt()

@@ -29,9 +29,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import distributed, environment
+from . import distributed, environment, sr_volumes, through_plane
 from . import record as rec
-from . import sr_volumes, through_plane
 from .cache import PreprocessCache
 from .compose import make_composed, split_spec
 from .dataset import Case, Dataset
@@ -326,9 +325,7 @@ def _evaluate(s: Setup, metrics: list, console: Console, out_dir: Path) -> Evalu
     from . import panels  # a few predicted slices kept for the report's qualitative panels
 
     rows, timings = [], {"predict_s": 0.0, "score_s": 0.0}
-    n_slices, skipped, examples = 0, 0, []
-    planes, volumes = [], {}
-    save = sr_volumes.wanted(s.opts.save_volumes, len(s.manifest.case_ids("test")))
+    n_slices, skipped, examples, planes, volumes = 0, 0, [], [], {}
     rank, world = distributed.rank(), distributed.world_size()
     with _progress(console) as progress:
         for index, case in enumerate(s.dataset.cases("test")):
@@ -339,9 +336,8 @@ def _evaluate(s: Setup, metrics: list, console: Console, out_dir: Path) -> Evalu
             sr = _predict(s.method, p, progress, timings)
             if len(examples) < panels.MAX_CASES and p.slices:  # first test cases with slices: panels.example_slices
                 examples.append((index, panels.take_examples(case.case_id, p, sr, s.method.input_interpolator)))
-            rows += [(index, row) for row in _score(s.method, p, sr, metrics, timings)]
-            planes.append(_score_planes(index, s.method, p, sr, metrics, timings))
-            if save and p.slices:
+            rows += [(index, row) for row in _score(index, s.method, p, sr, metrics, timings, planes)]
+            if p.slices and sr_volumes.wanted(s.opts.save_volumes, len(s.manifest.case_ids("test"))):
                 volumes[case.case_id] = sr_volumes.save(out_dir, case.case_id, sr, p.hr, p.slices)
             n_slices += len(p.slices)
     return Evaluation(rows, timings, n_slices, skipped, examples, planes, volumes)
@@ -355,11 +351,13 @@ def _predict(method: Method, p: Prepared, progress: Progress, timings: dict) -> 
     return check_prediction(sr, len(p.slices), p.hr_array.shape[1:], method.name, f"case {p.case.case_id!r}")
 
 
-def _score(method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict) -> list[dict]:
-    """One row per scored slice: case, patient, slice and one column per metric (None: unavailable)."""
+def _score(index: int, method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict, planes: list):
+    """One row per scored slice (case, patient, slice, metrics; None: unavailable); through-plane scores to planes."""
     t0 = time.perf_counter()
     mask = p.mask[p.slices] if p.mask is not None else None
     scores = score_arrays(sr, p.hr_array[p.slices], metrics, mask=mask, device=str(method.device))
+    planes.append(through_plane.score_case(index, p.case.case_id, p.case.patient_id, sr, p.hr_array, p.mask,
+                                           p.slices, metrics, device=str(method.device)))
     timings["score_s"] += time.perf_counter() - t0
     rows = []
     for i, k in enumerate(p.slices):
@@ -367,15 +365,6 @@ def _score(method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: 
         row.update({name: (None if v is None else float(v[i])) for name, v in scores.values.items()})
         rows.append(row)
     return rows
-
-
-def _score_planes(index: int, method: Method, p: Prepared, sr: np.ndarray, metrics: list, timings: dict):
-    """Coronal and sagittal planes and slice-to-slice consistency of the stacked prediction (through_plane)."""
-    t0 = time.perf_counter()
-    result = through_plane.score_case(index, p.case.case_id, p.case.patient_id, sr, p.hr_array, p.mask, p.slices,
-                                      metrics, device=str(method.device))
-    timings["score_s"] += time.perf_counter() - t0
-    return result
 
 
 def _gather(ev: Evaluation, dataset_name: str) -> Evaluation:
