@@ -162,25 +162,27 @@ def score(pred, ref, mask=None, *, device: str = "cpu") -> pd.DataFrame:
 
 
 def load_results(results_dir: str | Path | None = None, dataset: str | None = None,
-                 degradation: str | None = None) -> pd.DataFrame:
+                 degradation: str | None = None, plane: str = "axial") -> pd.DataFrame:
     """The newest finished run of each method x preset x dataset x degradation in ``results_dir``, one row
-    each (the leaderboard's CSV columns, without statistics), best PSNR first within a block."""
+    each (the leaderboard's CSV columns, without statistics), best first within a block; ``plane`` "coronal"
+    or "sagittal": the metric columns are that plane's (``srbench.through_plane``)."""
     from . import leaderboard as lb
 
-    table = lb.load_table(resolve_results_dir(results_dir), dataset, degradation)
+    table = lb.load_table(resolve_results_dir(results_dir), dataset, degradation, plane=plane)
     return table[[c for c in table.columns if not str(c).startswith("_")]]
 
 
 def leaderboard(results_dir: str | Path | None = None, dataset: str | None = None, degradation: str | None = None,
                 *, protocol: str = "paper", unit: str = "slice", alpha: float = 0.05,
-                format: str | None = None):
+                format: str | None = None, plane: str = "axial"):
     """:func:`load_results` with ``<metric>_not_sig_from_best`` (the asterisks, from :func:`stats`); with
-    ``format`` ("csv", "md", "latex", "html") the export ``srbench leaderboard --format`` writes, as text."""
+    ``format`` ("csv", "md", "latex", "html") the export ``srbench leaderboard --format`` writes, as text.
+    ``plane`` "coronal" or "sagittal": scores, marks and statistics of that plane."""
     from . import leaderboard_export as lx
     from .report_cli import leaderboard_data
 
     df, sig, direction, _ = leaderboard_data(resolve_results_dir(results_dir), dataset, degradation, protocol, unit,
-                                             alpha)
+                                             alpha, plane=plane)
     if format is None:
         return df[[c for c in df.columns if not str(c).startswith("_")]]
     if format == "csv":

@@ -195,11 +195,9 @@ def train_cmd(method, dataset, degradation, preset, seed, device, data_root, out
 @cli.command()
 @method_opt()
 @click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
-@click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path),
-              help="SR volume to write.")
+@click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path), help="SR volume.")
 @click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Weights (default: shipped).")
-@click.option("--like", "-l", type=click.Path(path_type=Path), default=None,
-              help="Take the output grid from this image.")
+@click.option("--like", "-l", type=click.Path(path_type=Path), default=None, help="Take the output grid from it.")
 @click.option("--spacing", "-S", default=None, help="Output spacing x,y,z mm (default: input / protocol factors).")
 @click.option("--dataset", "-d", default="demo", show_default=True, help="Whose checkpoint and protocol to use.")
 @click.option("--degradation", "-g", default=None, help="Protocol for the default grid (default: the dataset's).")

@@ -114,12 +114,12 @@ def _row(runs: list, dataset_label: str, metrics: dict) -> dict:
 
 
 def load_table(results_dir: Path, dataset: str | None = None, degradation: str | None = None,
-               warn=None) -> pd.DataFrame:
+               warn=None, plane: str = "axial") -> pd.DataFrame:
     """The leaderboard as a DataFrame (sorted by dataset, degradation, first metric's mean, best first).
 
     Invalid records are reported through ``warn`` (default: the ``srbench.record`` logger) and left out.
     Columns starting with ``_`` (``_dir``: the newest run's directory; ``_runs``: the records) are internal."""
-    records = rec.load_records(results_dir, warn)
+    records = [through_plane.plane_view(r, plane) for r in rec.load_records(results_dir, warn)]  # plane: its scores
     return table_from_records(records, dataset, degradation)
 
 

@@ -47,7 +47,7 @@ def reference_opts(command):
 
 
 def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, reference="best", scores_file=None,
-                     directions=(), warn=None):
+                     directions=(), warn=None, plane="axial"):
     """(table with marks, statistics, metric directions, results dir); a clear error when there is no run.
 
     Invalid run records are reported through ``warn`` and left out (see also :func:`table_warnings`)."""
@@ -64,7 +64,7 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, r
     else:
         results_dir = results_dir_or_default(results_dir)
         require_runs(results_dir)
-        df = lb.load_table(results_dir, dataset, degradation, warn=warn)
+        df = lb.load_table(results_dir, dataset, degradation, warn=warn, plane=plane)
         if not len(df):
             require_selection(df, results_dir, dataset, degradation, lb.load_table(results_dir))
     df, sig = lb.significance(df, protocol, unit, alpha, reference)

@@ -23,7 +23,7 @@ Per volume (every score): the mean over a case's planes (pairs), then mean ± SD
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +191,28 @@ def scores_of(runs: dict, plane: str) -> pd.DataFrame:
         part.insert(0, "method", label)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def plane_view(record, plane: str):
+    """``record`` (a :class:`srbench.record.RunRecord`) as a table of ``plane`` sees it: its coronal or sagittal
+    per-slice and per-volume summaries in place of the axial ones and ``scores()`` reading that plane's rows of
+    planes.csv, so that every table and statistic built from records shows that plane unchanged."""
+    from .record import RunRecord, Stat
+
+    if plane == "axial":
+        return record
+    section = (record.through_plane or {}).get(plane)
+    if plane not in PLANES or not section:
+        raise SRBenchError(f"{record.path}: no {plane} scores (planes: axial, {', '.join(PLANES)}; runs recorded "
+                           "before through-plane scoring have none: run them again with --force)")
+
+    def stats(part):
+        return {k.lower(): None if v is None else Stat(float(v["mean"]), float(v["std"]), int(v["n"]))
+                for k, v in section[part].items()}
+
+    class PlaneRecord(RunRecord):
+        def scores(self) -> pd.DataFrame:
+            return plane_scores(pd.read_csv(Path(self.path) / FILE), plane)
+
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    return PlaneRecord(**{**values, "per_slice": stats("per_slice"), "per_volume": stats("per_volume")})

@@ -1,6 +1,7 @@
 """The Python API (srbench.api): its documented examples, inputs of every kind, and a light `import srbench`."""
 
 import doctest
+import json
 import subprocess
 import sys
 
@@ -89,3 +90,26 @@ def test_the_leaderboard_csv_carries_the_through_plane_columns(bicubic_run):
     assert row["sagittal_ssim_std"] == pytest.approx(tp["sagittal"]["per_slice"]["ssim"]["std"])
     assert row["z_gradient_error_mean"] == pytest.approx(tp["consistency"]["per_slice"]["z_gradient_error"]["mean"])
     assert "coronal_psnr_mean" in srbench.leaderboard(results, format="csv").splitlines()[0]
+
+
+def test_a_plane_selects_the_coronal_or_sagittal_scores_and_their_statistics(bicubic_run, tmp_path):
+    import shutil
+
+    results, run_dir = bicubic_run
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    tp = api.load_run(run_dir).record.through_plane
+    row = srbench.load_results(copy, plane="coronal").set_index("method").loc["bicubic"]
+    assert row["psnr_mean"] == pytest.approx(tp["coronal"]["per_slice"]["psnr"]["mean"])
+    assert row["ssim_std"] == pytest.approx(tp["coronal"]["per_slice"]["ssim"]["std"])
+    twin = copy / run_dir.relative_to(results).parent.parent / "twin" / run_dir.name  # same scores, another name
+    shutil.copytree(run_dir, twin)
+    record = json.loads((twin / "record.json").read_text(encoding="utf-8"))
+    record["method_card"]["name"] = record["config"]["method"] = "twin"
+    (twin / "record.json").write_text(json.dumps(record), encoding="utf-8")
+    board = srbench.leaderboard(copy, plane="sagittal")
+    assert board.psnr_not_sig_from_best.tolist().count(True) == 1  # tested on the sagittal planes: no difference
+    assert board.loc[board.method == "bicubic", "psnr_mean"].item() == pytest.approx(
+        tp["sagittal"]["per_slice"]["psnr"]["mean"])
+    with pytest.raises(SRBenchError, match="no transverse scores"):
+        srbench.load_results(copy, plane="transverse")
