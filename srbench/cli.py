@@ -264,7 +264,7 @@ def score(pred, ref, mask, device, as_json):
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write to FILE (atomically).")
 @json_opt("Same as --format json: the leaderboard's rows as a JSON list.")
 def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, reference, scores_file, directions,
-                table_only, case, output, as_json):
+                table_only, case, output, as_json, plane):
     """Build the leaderboard from run records or a score table (--scores); see --reference for the marks."""
     from . import leaderboard_export as lx
     from .outputs import check_output_path
@@ -273,7 +273,7 @@ def leaderboard(results_dir, dataset, degradation, fmt, protocol, unit, alpha, r
     if output:
         check_output_path(output)  # before the statistics, not after
     df, sig, direction, results_dir = leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha,
-                                                       reference, scores_file, directions, warn=_warn)
+                                                       reference, scores_file, directions, warn=_warn, plane=plane)
     fmt = "json" if as_json else fmt
     if fmt == "csv":
         text = lx.to_csv(df)

@@ -37,11 +37,12 @@ from typing import Callable
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn
 from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
 from .patches import PatchSampler  # noqa: F401 - re-exported: plugins import it from here
+from .progress import progress_columns
 from .selection import ValidationSelection
 
 CHECKPOINT = "checkpoint.pt"
@@ -201,8 +202,7 @@ class _Loop(ValidationSelection):
         if resumed_from is None:
             torch.manual_seed(self.cfg.seed + distributed.rank())  # one process: the seed itself
         start = time.perf_counter() - self.elapsed
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
+        columns = progress_columns("steps", TextColumn("{task.fields[losses]}"))
         stopped_early = False
         patience_stop = bool(self.cfg.patience and self.evals_since_best >= self.cfg.patience)  # resumed after it
         with Progress(*columns, console=self.console) as progress:

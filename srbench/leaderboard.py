@@ -200,6 +200,7 @@ class Significance:
     alpha: float = st.ALPHA
     reference: str = "best"
     blocks: list[BlockStats] = field(default_factory=list)
+    plane: str = "axial"  # whose scores the table shows (srbench.through_plane)
 
 
 def _labels(block: pd.DataFrame) -> dict:
@@ -350,6 +351,9 @@ def stats_notes(sig: Significance | None) -> list[str]:
              f"({PROTOCOL_TEXT[sig.protocol]}; {UNIT_TEXT[sig.unit]}; several seeds: per-slice scores averaged "
              "over seeds first). Best = best mean in the metric's direction over the units tested; with no test "
              "possible, every method counts as not different."]
+    if sig.plane != "axial":
+        lines.append(f"Plane: {sig.plane} planes of the stacked axial predictions (srbench.through_plane); every "
+                     "score, n and test is over those planes, not over axial slices.")
     for b in sig.blocks:
         n = b.n
         count = (f"n = {n.get('subjects', '?')} subject(s), {n.get('cases', '?')} volume(s), "

@@ -20,7 +20,10 @@ def register(cli: click.Group) -> None:
 
 
 def stats_options(command):
-    """--protocol, --unit and --alpha: the statistics behind the tables' marks."""
+    """--protocol, --unit and --alpha: the statistics behind the tables' marks; --plane: which plane's scores."""
+    command = click.option("--plane", "-L", type=click.Choice(["axial", "coronal", "sagittal"]), default="axial",
+                           show_default=True, help="Scores of the axial slices, or of the coronal or sagittal planes "
+                           "of the stacked predictions (srbench.through_plane).")(command)
     command = click.option("--alpha", "-a", type=float, default=0.05, show_default=True,
                            help="Significance level.")(command)
     command = click.option("--unit", "-u", type=click.Choice(["slice", "volume"]), default="slice",
@@ -68,6 +71,7 @@ def leaderboard_data(results_dir, dataset, degradation, protocol, unit, alpha, r
         if not len(df):
             require_selection(df, results_dir, dataset, degradation, lb.load_table(results_dir))
     df, sig = lb.significance(df, protocol, unit, alpha, reference)
+    sig.plane = plane
     return df, sig, {m: i.direction for m, i in lb.metric_infos(df).items()}, results_dir
 
 
@@ -100,7 +104,7 @@ def _log(message: str) -> None:
               help="What an asterisk is relative to: best, or a METHOD (the paper's Table 1).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True,
               help="HTML file to write (atomically); - prints the page on stdout.")
-def report_command(results_dir, dataset, degradation, case, protocol, unit, alpha, reference, output):
+def report_command(results_dir, dataset, degradation, case, protocol, unit, alpha, plane, reference, output):
     """Write the HTML report: leaderboard with budgets, statistics, box plots, axial/coronal/sagittal panels,
     method cards and the hardware of every run, in one self-contained file readable on a phone."""
     from rich.console import Console
@@ -111,7 +115,7 @@ def report_command(results_dir, dataset, degradation, case, protocol, unit, alph
 
     err = Console(stderr=True)
     df, sig, direction, results_dir = leaderboard_data(
-        results_dir, dataset, degradation, protocol, unit, alpha, reference,
+        results_dir, dataset, degradation, protocol, unit, alpha, reference, plane=plane,
         warn=lambda m: err.print(f"[yellow]warning:[/] {escape(m)}", highlight=False))
     text = to_report(df, direction, sig, case=case)
     table_warnings(df, sig, lambda m: err.print(f"[yellow]warning:[/] {escape(m)}", highlight=False))

@@ -27,7 +27,7 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from . import distributed, environment, sr_volumes, through_plane
 from . import record as rec
@@ -42,6 +42,7 @@ from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
 from .plugins import get_registry, instantiate_method, lookup
+from .progress import progress_columns
 from .prediction import check_prediction
 from .scoring import score_arrays, summarise, usable_slices
 from .volume import from_array, minmax_range, normalise, require_finite, resample_to, to_array
@@ -140,8 +141,7 @@ def training_pairs(dataset: Dataset, split: str, degradation: Degradation, metho
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(*progress_columns("slices"), console=console, transient=False)
 
 
 def _weights(method_cls, opts: RunOptions, dataset_name: str) -> dict:

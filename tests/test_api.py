@@ -113,3 +113,13 @@ def test_a_plane_selects_the_coronal_or_sagittal_scores_and_their_statistics(bic
         tp["sagittal"]["per_slice"]["psnr"]["mean"])
     with pytest.raises(SRBenchError, match="no transverse scores"):
         srbench.load_results(copy, plane="transverse")
+
+
+def test_leaderboard_and_report_take_a_plane_and_say_so(bicubic_run, cli, tmp_path):
+    results, _ = bicubic_run
+    axial = cli("leaderboard", "-r", results, "-f", "md")
+    coronal = cli("leaderboard", "-r", results, "-f", "md", "--plane", "coronal")
+    assert axial.exit_code == 0 and coronal.exit_code == 0, coronal.output
+    assert "Plane: coronal planes" in coronal.stdout and "Plane:" not in axial.stdout
+    assert cli("report", "-r", results, "-L", "sagittal", "-o", tmp_path / "r.html").exit_code == 0
+    assert "Plane: sagittal planes" in (tmp_path / "r.html").read_text(encoding="utf-8")

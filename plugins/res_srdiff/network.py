@@ -6,10 +6,9 @@ buffers, so an official checkpoint loads with ``strict=True``.  Conventions wort
 
 * ``attention_resolutions`` are feature-map sizes (``ds`` starts at ``image_size`` and halves per
   level), not downsample rates; a Swin layer follows only the first ResBlock of a listed level.
-* Inside the Swin blocks the norms are GroupNorm(32) over (C, H, W) of NCHW maps and the MLP is
-  two 1x1 convolutions; tokens of a window are ordered row-major.
-* ``shift_mask="official"`` reproduces the official ``calculate_mask``, which indexes a (1, 1, H, W)
-  tensor as if it were NHWC; ``"standard"`` gives the usual Swin shifted-window mask.
+* The Swin layers (``swin.py``) run on channels-last tokens; their conventions are described there.
+* Every layer accepts NCHW maps in either memory format; channels-last (``to_channels_last``) is the
+  faster one on CPU and GPU.
 """
 
 from __future__ import annotations
@@ -17,28 +16,14 @@ from __future__ import annotations
 import math
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, to_2tuple, trunc_normal_
-from timm.models.swin_transformer import get_relative_position_index, window_partition, window_reverse
 from torch import nn
-from torch.utils import checkpoint
 
-SHIFT_MASKS = ("official", "standard")
+from .swin import SHIFT_MASKS, BasicLayer, GroupNorm32, normalization, shifted_window_mask  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
 # basic operations
 # --------------------------------------------------------------------------------------------
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm evaluated in float32 and cast back (the official ``normalization``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
-
-
-def normalization(channels: int) -> GroupNorm32:
-    return GroupNorm32(32, channels)
-
-
 def conv_nd(dims: int, *args, **kwargs) -> nn.Module:
     if dims not in (1, 2, 3):
         raise ValueError(f"unsupported dimensions: {dims}")
@@ -166,185 +151,15 @@ class ResBlock(TimestepBlock):
             h = self.out_layers[1:](self.out_layers[0](h) * (1 + scale) + shift)
         else:
             h = self.out_layers(h + emb_out)
-        return self.skip_connection(x) + h
+        return self._skip(x) + h
 
-
-# --------------------------------------------------------------------------------------------
-# Swin layers (NCHW feature maps)
-# --------------------------------------------------------------------------------------------
-def _bands(n: int, window: int, shift: int) -> torch.Tensor:
-    """Label 0/1/2 for the slices [0, n-ws), [n-ws, n-shift), [n-shift, n) of one axis."""
-    lab = torch.zeros(n)
-    lab[n - window:n - shift] = 1
-    lab[n - shift:] = 2
-    return lab
-
-
-def shifted_window_mask(height: int, width: int, window: int, shift: int,
-                        mode: str = "official") -> torch.Tensor:
-    """Additive attention mask (nW, ws*ws, ws*ws) with 0 / -100 for a cyclically shifted map.
-
-    "standard": the usual Swin mask (regions from row and column bands).
-    "official": the official ``calculate_mask`` fills a (1, 1, H, W) tensor as if it were NHWC, so
-    only the row bands act (labels depend on the row alone), and it flattens each window
-    column-major; a token at local (r, c) therefore gets the label of local row c.
-    """
-    rows = _bands(height, window, shift)
-    if mode == "standard":
-        img = rows[:, None] * 3 + _bands(width, window, shift)[None, :]
-    elif mode == "official":
-        img = rows[:, None].expand(height, width)
-    else:
-        raise ValueError(f"shift_mask must be one of {SHIFT_MASKS}, got {mode!r}")
-    win = window_partition(img[None, :, :, None].contiguous(), (window, window))[..., 0]
-    if mode == "official":
-        win = win.transpose(1, 2)
-    win = win.reshape(-1, window * window)
-    diff = win[:, None, :] - win[:, :, None]
-    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
-
-
-class WindowAttention(nn.Module):
-    """Window MHSA with relative position bias.
-
-    Not timm's WindowAttention: timm keeps ``relative_position_index`` non-persistent (the official
-    checkpoint stores it) and may use fused SDPA; this follows the official explicit computation.
-    """
-
-    def __init__(self, dim, window_size, num_heads, qkv_bias=True, qk_scale=None,
-                 attn_drop=0.0, proj_drop=0.0):
-        super().__init__()
-        self.dim, self.num_heads = dim, num_heads
-        self.window_size = wh, ww = to_2tuple(window_size)
-        self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
-        self.register_buffer("relative_position_index", get_relative_position_index(wh, ww))
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        trunc_normal_(self.relative_position_bias_table, std=0.02)
-
-    def relative_position_bias(self) -> torch.Tensor:
-        n = self.window_size[0] * self.window_size[1]
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)  # heads, N, N
-
-    def forward(self, x, mask=None):
-        b_, n, c = x.shape
-        qkv = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        attn = attn + self.relative_position_bias().unsqueeze(0).to(attn.dtype)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(b_ // nw, nw, self.num_heads, n, n) + mask[None, :, None]
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(b_, n, c)
-        return self.proj_drop(self.proj(x))
-
-
-class SwinTransformerBlock(nn.Module):
-    """x + WindowAttn(GN(x)); x + MLP(GN(x)), on NCHW maps; optional cyclic shift."""
-
-    def __init__(self, dim, input_resolution, num_heads, window_size=7, shift_size=0, mlp_ratio=4.0,
-                 qkv_bias=True, qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 act_layer=nn.GELU, shift_mask="official"):
-        super().__init__()
-        if shift_mask not in SHIFT_MASKS:
-            raise ValueError(f"shift_mask must be one of {SHIFT_MASKS}, got {shift_mask!r}")
-        self.dim, self.input_resolution, self.num_heads = dim, tuple(input_resolution), num_heads
-        self.window_size, self.shift_size, self.shift_mask = window_size, shift_size, shift_mask
-        if min(self.input_resolution) <= window_size:  # one window covering the map, no shift
-            self.shift_size, self.window_size = 0, min(self.input_resolution)
-        if not 0 <= self.shift_size < self.window_size:
-            raise ValueError("shift_size must be in [0, window_size)")
-        # GroupNorm over (C, H, W) of the NCHW map (official), not timm's per-token LayerNorm.
-        self.norm1 = normalization(dim)
-        self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = normalization(dim)
-        # timm's Mlp with use_conv=True: fc1/fc2 are 1x1 convs on NCHW, exactly the official MLP.
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop, use_conv=True)
-        # Stored for state_dict compatibility only: the official forward never reads it (its
-        # input_resolution list never equals the (H, W) tuple) and recomputes the mask per call.
-        mask = self.calculate_mask(self.input_resolution) if self.shift_size > 0 else None
-        self.register_buffer("attn_mask", mask)
-
-    def calculate_mask(self, x_size) -> torch.Tensor:
-        return shifted_window_mask(x_size[0], x_size[1], self.window_size, self.shift_size, self.shift_mask)
-
-    def forward(self, x):
-        _, c, h, w = x.shape
-        ws, s = self.window_size, self.shift_size
-        shortcut = x
-        x = self.norm1(x)
-        if s > 0:
-            x = torch.roll(x, shifts=(-s, -s), dims=(2, 3))
-        windows = window_partition(x.permute(0, 2, 3, 1), (ws, ws)).reshape(-1, ws * ws, c)
-        # With shift 0 the official mask is all zeros, i.e. no mask.
-        mask = self.calculate_mask((h, w)).to(x.device, x.dtype) if s > 0 else None
-        windows = self.attn(windows, mask=mask).view(-1, ws, ws, c)
-        x = window_reverse(windows, (ws, ws), h, w).permute(0, 3, 1, 2).contiguous()
-        if s > 0:
-            x = torch.roll(x, shifts=(s, s), dims=(2, 3))
-        x = shortcut + self.drop_path(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class PatchEmbed(nn.Module):
-    """Conv(patch_size) in_chans -> embed_dim, optional GroupNorm."""
-
-    def __init__(self, in_chans, img_size=224, patch_size=4, embed_dim=96, patch_norm=False):
-        super().__init__()
-        img_size, patch_size = to_2tuple(img_size), to_2tuple(patch_size)
-        self.patches_resolution = [img_size[0] // patch_size[0], img_size[1] // patch_size[1]]
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = normalization(embed_dim) if patch_norm else nn.Identity()
-
-    def forward(self, x):
-        return self.norm(self.proj(x))
-
-
-class PatchUnEmbed(nn.Module):
-    """1x1 conv embed_dim -> out_chans, optional GroupNorm."""
-
-    def __init__(self, out_chans, embed_dim=96, patch_norm=False):
-        super().__init__()
-        self.proj = nn.Conv2d(embed_dim, out_chans, kernel_size=1, stride=1)
-        self.norm = normalization(out_chans) if patch_norm else nn.Identity()
-
-    def forward(self, x):
-        return self.norm(self.proj(x))
-
-
-class BasicLayer(nn.Module):
-    """patch_embed -> ``depth`` Swin blocks (odd ones shifted) -> patch_unembed; no outer residual."""
-
-    def __init__(self, in_chans, embed_dim, num_heads, window_size, depth=2, img_size=224, patch_size=4,
-                 mlp_ratio=4.0, qkv_bias=True, qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 use_checkpoint=False, patch_norm=True, shift_mask="official"):
-        super().__init__()
-        self.embed_dim, self.depth, self.use_checkpoint = embed_dim, depth, use_checkpoint
-        self.patch_embed = PatchEmbed(in_chans, img_size, patch_size, embed_dim, patch_norm)
-        self.input_resolution = self.patch_embed.patches_resolution
-        self.patch_unembed = PatchUnEmbed(in_chans, embed_dim, patch_norm)
-        self.blocks = nn.ModuleList([
-            SwinTransformerBlock(
-                embed_dim, self.input_resolution, num_heads, window_size,
-                shift_size=0 if i % 2 == 0 else window_size // 2, mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop, attn_drop=attn_drop,
-                drop_path=drop_path[i] if isinstance(drop_path, (list, tuple)) else drop_path,
-                shift_mask=shift_mask)
-            for i in range(depth)])
-
-    def forward(self, x):
-        x = self.patch_embed(x)
-        for blk in self.blocks:
-            x = checkpoint.checkpoint(blk, x, use_reentrant=False) if self.use_checkpoint else blk(x)
-        return self.patch_unembed(x)
+    def _skip(self, x):
+        skip = self.skip_connection
+        if isinstance(skip, nn.Conv2d) and skip.kernel_size == (1, 1):
+            # A 1x1 convolution as a matrix product over channels-last pixels: measured on CPU, PyTorch sends
+            # these (channels-last, few pixels) to a slow non-oneDNN path.
+            return F.linear(x.permute(0, 2, 3, 1), skip.weight.flatten(1), skip.bias).permute(0, 3, 1, 2)
+        return skip(x)
 
 
 # --------------------------------------------------------------------------------------------
