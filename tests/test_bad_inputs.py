@@ -97,7 +97,7 @@ def snapshot(*roots: Path) -> dict[str, str]:
     return out
 
 
-PROGRESS = re.compile(r"\d+/\d+ +\d+:\d\d:\d\d\s*$")  # a progress line of a run that began predicting
+PROGRESS = re.compile(r"\d+/\d+ +\d+:\d\d:\d\d\b")  # a progress line (count, elapsed, ...) of a run that began predicting
 
 
 def refused(cli, args: list, *culprit: str, roots: tuple[Path, ...]) -> str:
