@@ -139,31 +139,29 @@ def subprocess_env(pythonpath: Path | None = None, **extra: str) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def bicubic_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(results dir, run dir) of one in-process ``bicubic`` run on ``demo``. Read-only: copy before editing."""
+def _demo_run(tmp_path_factory, method: str) -> tuple[Path, Path]:
+    """(results dir, run dir) of one in-process run of ``method`` on ``demo``, in a session folder of its own."""
     from srbench.runner import RunOptions, run
 
     plugins.reset()
-    results = tmp_path_factory.mktemp("session") / "results"
-    run_dir, ran = run(RunOptions(method="bicubic", dataset="demo", results_dir=results))
+    results = tmp_path_factory.mktemp(f"session-{method}") / "results"
+    run_dir, ran = run(RunOptions(method=method, dataset="demo", results_dir=results))
     assert ran
     plugins.reset()
     return results, run_dir
+
+
+@pytest.fixture(scope="session")
+def bicubic_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The ``bicubic`` demo run (``_demo_run``). Read-only: copy before editing."""
+    return _demo_run(tmp_path_factory, "bicubic")
 
 
 @pytest.fixture(scope="session")
 def bspline_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(results dir, run dir) of one in-process ``bspline`` run on ``demo`` (its pipeline is SimpleITK's alone,
-    so tests can recompute it independently). Read-only: copy before editing."""
-    from srbench.runner import RunOptions, run
-
-    plugins.reset()
-    results = tmp_path_factory.mktemp("session-bspline") / "results"
-    run_dir, ran = run(RunOptions(method="bspline", dataset="demo", results_dir=results))
-    assert ran
-    plugins.reset()
-    return results, run_dir
+    """The ``bspline`` demo run: its pipeline is SimpleITK's alone, so tests can recompute it independently.
+    Read-only: copy before editing."""
+    return _demo_run(tmp_path_factory, "bspline")
 
 
 @pytest.fixture
