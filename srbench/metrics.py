@@ -84,15 +84,29 @@ def gaussian_valid(maps: torch.Tensor) -> torch.Tensor:
 
     Written by hand because it is most of the scoring time: the window is separable (piq's 2-D kernel is the
     outer product of this 1-D one, normalised), and both 1-D passes run as products with a banded matrix, on
-    the BLAS, which on CPU is ~5x faster than piq's 2-D convolution of a one-channel image (measured in
-    benchmarks/scoring_speed.py) although it multiplies the zeros of the band too.
+    the BLAS, which on CPU is several times faster than piq's 2-D convolution of a one-channel image (measured
+    in benchmarks/scoring_speed.py). Each pass is cut into strips of ``STRIP`` outputs, each a product of a
+    strided view (no copy) with a (STRIP + 10, STRIP) band: the multiplications by the band's zeros fall from
+    W per output to STRIP + 10 (measured 1.9x faster than one full band at 256^2).
     """
     h, w = maps.shape[-2:]
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"ssim: images of {h}x{w} are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} window")
-    rows = _band(w, maps.device, maps.dtype)                                 # (W, W - 10)
-    cols = _band(h, maps.device, maps.dtype).transpose(0, 1)                 # (H - 10, H)
-    return (cols @ (maps @ rows)).transpose(0, 1)
+    halo = SSIM_WINDOW - 1
+    x = torch.cat([maps[..., s:e + halo] @ _band(e - s + halo, maps.device, maps.dtype)
+                   for s, e in _strips(w - halo)], -1)
+    x = torch.cat([_band(e - s + halo, maps.device, maps.dtype).transpose(0, 1) @ x[..., s:e + halo, :]
+                   for s, e in _strips(h - halo)], -2)
+    return x.transpose(0, 1)
+
+
+STRIP = 48  # outputs per strip of the banded products: fewer wasted multiplications vs more, smaller products
+
+
+def _strips(n: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of about ``STRIP`` outputs, of equal width, covering ``range(n)``."""
+    width = -(-n // -(-n // STRIP))
+    return [(s, min(s + width, n)) for s in range(0, n, width)]
 
 
 @functools.lru_cache(maxsize=16)

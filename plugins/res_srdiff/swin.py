@@ -133,9 +133,9 @@ class WindowAttention(nn.Module):
         training new weights recomputes it.
         """
         table = self.relative_position_bias_table
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
+            return self._combine(shift_mask, dtype)  # compiled: traced into the graph, no Python-side cache
         key = (size, dtype, table.device, table.data_ptr(), table._version)
-        if torch.is_grad_enabled() and table.requires_grad:
-            return self._combine(shift_mask, dtype)
         if key not in self._cache:
             self._cache = {key: self._combine(shift_mask, dtype)}  # one entry: a layer sees one map size
         return self._cache[key]
@@ -201,6 +201,8 @@ class SwinTransformerBlock(nn.Module):
         """The shift mask for an (h, w) map, computed once per size (it depends on nothing else)."""
         if self.shift_size == 0:  # with shift 0 the official mask is all zeros, i.e. no mask
             return None
+        if torch.compiler.is_compiling():
+            return self.calculate_mask((h, w))
         if (h, w) not in self._masks:
             self._masks[(h, w)] = self.calculate_mask((h, w))
         return self._masks[(h, w)]
