@@ -9,8 +9,8 @@ machine slows them alike) and each keeps its best time. Ratios are official / sr
 
 --official: a checkout of github.com/mosaf/Res-SRDiff (its ``script`` folder is imported); without it the
 comparison with the official code is skipped. --baseline-srbench: a copy of an older ``plugins/res_srdiff``
-folder, imported under another name and timed as one more row. Modes: fp32 (exact), bf16 (bfloat16 autocast,
-the tiny preset's default where the hardware has it), compiled (fp32 under torch.compile), compiled-bf16.
+folder, imported under another name and timed as one more row. Modes: fp32 (exact), bf16 (a bfloat16 copy of the
+network, the tiny preset's default where the hardware has it), compiled (fp32 under torch.compile), compiled-bf16.
 With the official code at hand the fp32 row's output is checked against the official sampler's (same noise).
 """
 
@@ -89,7 +89,7 @@ def check_equal(method: ResSRDiff, official_net, diffusion, lr: torch.Tensor) ->
     noises = torch.stack([torch.randn_like(y) for _ in range(method.diffusion.num_timesteps + 1)])
     with torch.no_grad():
         ours = sample(method.model_fn(method._inference_net(False)), method.diffusion,
-                      y.contiguous(memory_format=torch.channels_last), noises, "fp32")
+                      y.contiguous(memory_format=torch.channels_last), noises)
     return ((ours + 1) / 2).clamp(0, 1).sub(out).abs().max().item()
 
 

@@ -66,7 +66,7 @@ def test_fast_sampler_equals_the_reference_loop_in_fp32(micro):
     d: ResShiftDiffusion = method.diffusion
     with torch.no_grad():
         fast = sample(method.model_fn(method._inference_net(False)), d, y.contiguous(memory_format=torch.channels_last),
-                      noises, "fp32")
+                      noises)
         ref = d.p_sample_loop(method.model_fn(method.net), y, noises=noises)
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
 

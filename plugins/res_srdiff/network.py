@@ -13,7 +13,9 @@ buffers, so an official checkpoint loads with ``strict=True``.  Conventions wort
 
 from __future__ import annotations
 
+import copy
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -277,6 +279,22 @@ class UNetModelSwin(nn.Module):
         for module in self.output_blocks:
             h = module(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h.type(x.dtype))
+
+
+def to_bf16(net: UNetModelSwin) -> UNetModelSwin:
+    """A copy of ``net`` for bfloat16 inference, the official ``use_fp16`` design with bfloat16: the convolutions
+    and linear layers of the U-Net body (input, middle and output blocks, Swin layers included) hold bfloat16
+    weights and the body runs in bfloat16, while the timestep MLP, every GroupNorm (evaluated in float32) and the
+    output head stay float32. Measured on a CPU with AVX-512 BF16, this is faster than autocast, which re-casts
+    activations and weights op by op.
+    """
+    out = copy.deepcopy(net)
+    for blocks in (out.input_blocks, out.middle_block, out.output_blocks):
+        for module in blocks.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                module.to(torch.bfloat16)
+    out.dtype = torch.bfloat16
+    return out
 
 
 def build_network(ctor_kwargs: dict, **overrides) -> UNetModelSwin:

@@ -1,10 +1,11 @@
 """Res-SRDiff's 4-step sampler as inference runs it: the arithmetic of ``ResShiftDiffusion.p_sample_loop``,
-with the network in channels-last memory, optionally in bfloat16 autocast and compiled.
+with the network in channels-last memory, optionally in bfloat16 and compiled.
 
 ``precision="fp32"`` is the exact mode (``srbench conformance`` checks the same network and diffusion in float32).
-``"bf16"`` runs the network calls in bfloat16 autocast (GroupNorm and the update arithmetic stay float32) on CUDA
-and on CPUs with native bfloat16 (AVX-512 BF16); elsewhere it falls back to float32, since emulated bfloat16 is
-slower than float32. Its effect on the demo scores is bounded and tested (tests/test_res_srdiff_precision.py).
+``"bf16"`` runs the network on a bfloat16 copy of its U-Net body (``network.to_bf16``: GroupNorm, the timestep
+MLP, the output head and the update arithmetic stay float32) on CUDA and on CPUs with native bfloat16 (AVX-512
+BF16); elsewhere it falls back to float32, since emulated bfloat16 is slower than float32. Its effect on the demo
+scores is bounded and tested (tests/test_res_srdiff_inference.py).
 
 Noise is drawn on the CPU from the run's generator, so a seed gives the same output on any device (for a given
 batch size: a batch's noise is one draw, step-major, as the committed demo run was recorded).
@@ -34,10 +35,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def autocast(precision: str, device: torch.device):
-    """bfloat16 autocast, or exact float32 (on CUDA cuDNN would otherwise use TF32 for float32 convolutions)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+def exact(device: torch.device):
+    """Exact float32 arithmetic: on CUDA cuDNN would otherwise use TF32 for float32 convolutions."""
     if device.type == "cuda":
         cudnn = torch.backends.cudnn
         return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
@@ -53,11 +52,12 @@ def draw_noises(generator: torch.Generator, steps: int, shape: torch.Size, devic
     return noises.to(device)
 
 
-def sample(model_fn, d: ResShiftDiffusion, y: torch.Tensor, noises: torch.Tensor, precision: str) -> torch.Tensor:
+def sample(model_fn, d: ResShiftDiffusion, y: torch.Tensor, noises: torch.Tensor) -> torch.Tensor:
     """x_0 from the condition ``y`` (network units, channels-last): prior, then steps t = T-1 .. 0.
 
     The same arithmetic as ``ResShiftDiffusion.p_sample_loop`` (float32), but the schedule tables and timesteps
-    are put on the device once, before the loop, so no step waits for a host-to-device copy.
+    are put on the device once, before the loop, so no step waits for a host-to-device copy. ``model_fn`` may
+    return bfloat16 (a ``to_bf16`` network): the update arithmetic is float32 either way.
     """
     dev, steps, nd = y.device, d.num_timesteps, y.dim()
 
@@ -73,10 +73,7 @@ def sample(model_fn, d: ResShiftDiffusion, y: torch.Tensor, noises: torch.Tensor
     net_t = torch.as_tensor(d.timestep_map, dtype=torch.long).to(dev)[:, None].expand(steps, y.shape[0]).contiguous()
 
     x = y + kappa_sqrt_etas[steps - 1] * noises[0]  # prior sample x_T
-    # One autocast context around all the steps: it keeps the bfloat16 copies of the weights it makes until it
-    # exits, so each weight is cast once per batch instead of once per step. The update arithmetic is written
-    # to stay float32 inside it (float32 tensors, elementwise ops only).
-    with autocast(precision, dev):
+    with exact(dev):
         for k, i in enumerate(range(steps - 1, -1, -1), start=1):
             x_in = x
             if d.normalize_input:
