@@ -205,7 +205,9 @@ def test_res_srdiff_sampler_matches_the_reference_loop():
     """The sync-free sampler in predict_slices computes what ResShiftDiffusion.p_sample_loop computes."""
     import torch.nn.functional as F
 
+    from srbench.slice_noise import slice_generators
     from srbench_plugins.res_srdiff import ResSRDiff
+    from srbench_plugins.res_srdiff.sampler import draw_noises
 
     torch.manual_seed(0)
     method = ResSRDiff(preset="tiny")
@@ -214,6 +216,7 @@ def test_res_srdiff_sampler_matches_the_reference_loop():
         got = method.predict_slices(lr, torch.Generator().manual_seed(3))
         m = method._multiple()
         y = F.pad(2 * lr - 1, (0, (-52) % m, 0, (-40) % m), value=-1.0)
-        noises = torch.randn((method.diffusion.num_timesteps + 1, *y.shape), generator=torch.Generator().manual_seed(3))
+        gens = slice_generators(torch.Generator().manual_seed(3), len(y))  # each slice's noise, step-major
+        noises = draw_noises(gens, method.diffusion.num_timesteps, y.shape, y.device)
         ref = ((method.diffusion.p_sample_loop(method.model_fn(method.net), y, noises=noises)[..., :40, :52] + 1) / 2)
     assert torch.equal(got, ref.clamp(0, 1))

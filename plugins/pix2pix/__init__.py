@@ -9,8 +9,9 @@ optimizers, checkpoints, exact resume, progress, bf16 on CUDA); no EMA, as the p
 
 Inference follows the paper: "we apply dropout at test time, and we apply batch normalization using the
 statistics of the test batch ... when the batch size is set to 1" (instance normalisation). Dropout masks come
-from the run's seed, so the method is stochastic yet reproducible; ``test_time_dropout: False`` in a preset
-makes it deterministic.
+from the run's seed, drawn per slice (``srbench.slice_noise``), so the method is stochastic yet reproducible, and
+a slice's output does not depend on the inference batch size; ``test_time_dropout: False`` in a preset makes it
+deterministic.
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ class Pix2Pix(TorchMethod):
 
     # --- inference ---------------------------------------------------------------------------------
     def translate(self, lr: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """G(LR) for ``(N, 1, H, W)`` slices in [0, 1]; dropout masks from ``generator`` (None: dropout off)."""
+        """G(LR) for ``(N, 1, H, W)`` slices in [0, 1]; each slice's dropout masks from its own generator, split
+        off ``generator`` (None: dropout off)."""
         self.net.eval()
-        with torch.no_grad(), sampling_dropout(self.net, generator):
+        with torch.no_grad(), sampling_dropout(self.net, generator, len(lr)):
             return on_canvas(lr, self.net.multiple, self.net)
 
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -14,36 +14,42 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from srbench.gan import conv_bias, norm_layer
+from srbench.slice_noise import rand, slice_generators
 
 
 # --- dropout whose test-time masks come from the run's generator ----------------------------------------
 class SeededDropout(nn.Dropout):
     """``nn.Dropout`` in training. At inference, pix2pix keeps dropout on ("we apply dropout at test time", the
-    paper's only noise source); here the masks are then drawn on the CPU from the run's generator, so one seed
-    gives one output on any device. Without a generator (``eval()`` outside ``sampling_dropout``) it is off."""
+    paper's only noise source); here each slice's masks are then drawn on the CPU from that slice's generator
+    (``srbench.slice_noise``, one per slice of the batch), so one seed gives one output on any device and at any
+    batch size. Without generators (``eval()`` outside ``sampling_dropout``) it is off."""
 
-    generator: torch.Generator | None = None
+    generators: list[torch.Generator] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return F.dropout(x, self.p, True)
-        if self.generator is None or self.p == 0:
+        if self.generators is None or self.p == 0:
             return x
-        keep = torch.rand(x.shape, generator=self.generator) >= self.p
+        if len(self.generators) != x.shape[0]:
+            raise ValueError(f"SeededDropout: {len(self.generators)} generators for a batch of {x.shape[0]}")
+        keep = rand(self.generators, x.shape[1:]) >= self.p
         return x * keep.to(device=x.device, dtype=x.dtype) / (1 - self.p)
 
 
 @contextlib.contextmanager
-def sampling_dropout(net: nn.Module, generator: torch.Generator | None):
-    """Within the block, ``net``'s dropout layers (in eval mode) draw their masks from ``generator``."""
+def sampling_dropout(net: nn.Module, generator: torch.Generator | None, n: int):
+    """Within the block, ``net``'s dropout layers (in eval mode) draw the masks of each of the ``n`` slices of a
+    batch from its own generator, split off ``generator`` (None: dropout off)."""
     layers = [m for m in net.modules() if isinstance(m, SeededDropout)]
+    generators = slice_generators(generator, n) if generator is not None else None
     for m in layers:
-        m.generator = generator
+        m.generators = generators
     try:
         yield
     finally:
         for m in layers:
-            m.generator = None
+            m.generators = None
 
 
 # --- U-Net generator -------------------------------------------------------------------------------------

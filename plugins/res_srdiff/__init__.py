@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from srbench import budget
 from srbench.engine import PatchSampler, Trainer
 from srbench.errors import SRBenchError
+from srbench.slice_noise import slice_generators
 from srbench.torch_method import TorchMethod, to_net
 from srbench.weights import load_into, load_weights, require_checkpoint
 
@@ -187,14 +188,15 @@ class ResSRDiff(TorchMethod):
 
         ``settings["inference"]`` (part of the run's identity) holds the precision that runs (``fp32`` or
         ``bf16``, see ``sampler.py``) and ``compile`` (``torch.compile`` the network, off by default: its first
-        call compiles for minutes).
+        call compiles for minutes). Each slice draws its noise from its own generator, split off ``generator``
+        (``srbench.slice_noise``): a slice's output does not depend on the batch it was predicted in.
         """
         opts = self.settings["inference"]
         h, w = lr.shape[-2:]
         m = self._multiple()
         y = F.pad(2 * lr - 1, (0, (-w) % m, 0, (-h) % m), value=-1.0)  # background is 0 -> -1 in network units
         y = y.contiguous(memory_format=torch.channels_last)
-        noises = draw_noises(generator, self.diffusion.num_timesteps, y.shape, y.device)
+        noises = draw_noises(slice_generators(generator, len(y)), self.diffusion.num_timesteps, y.shape, y.device)
         with torch.no_grad():
             x = sample(self.model_fn(self._inference_net(opts["compile"], opts["precision"])), self.diffusion,
                        y, noises)

@@ -7,8 +7,9 @@ MLP, the output head and the update arithmetic stay float32) on CUDA and on CPUs
 BF16); elsewhere it falls back to float32, since emulated bfloat16 is slower than float32. Its effect on the demo
 scores is bounded and tested (tests/test_res_srdiff_inference.py).
 
-Noise is drawn on the CPU from the run's generator, so a seed gives the same output on any device (for a given
-batch size: a batch's noise is one draw, step-major, as the committed demo run was recorded).
+Noise is drawn on the CPU, per slice (``srbench.slice_noise``): each slice of a batch draws its prior and step
+noises from its own generator, split off the run's generator, so a seed gives the same output on any device and
+at any batch size. ``sample`` takes the noise step-major, (steps + 1, N, C, H, W), whatever drew it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
+
+from srbench.slice_noise import randn
 
 from .diffusion import ResShiftDiffusion
 
@@ -44,11 +47,13 @@ def exact(device: torch.device):
     return contextlib.nullcontext()
 
 
-def draw_noises(generator: torch.Generator, steps: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """(steps + 1, N, C, H, W) standard normal noise in one draw."""
-    noises = torch.randn((steps + 1, *shape), generator=generator)
+def draw_noises(generators: list[torch.Generator], steps: int, shape: torch.Size, device: torch.device
+                ) -> torch.Tensor:
+    """(steps + 1, N, C, H, W) standard normal noise: slice n's (steps + 1, C, H, W) drawn from
+    ``generators[n]`` (one per slice of the batch, ``srbench.slice_noise.slice_generators``), step-major."""
+    noises = randn(generators, (steps + 1, *shape[1:]), dim=1)
     if device.type == "cuda":  # one pinned, asynchronous copy per batch
-        return noises.contiguous().pin_memory().to(device, non_blocking=True)
+        return noises.pin_memory().to(device, non_blocking=True)
     return noises.to(device)
 
 

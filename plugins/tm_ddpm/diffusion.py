@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from srbench.slice_noise import randn, slice_generators
+
 ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t, cond) -> epsilon
 
 
@@ -74,12 +76,13 @@ class GaussianDiffusion:
 
     def p_sample_loop(self, model: ModelFn, cond: torch.Tensor, generator: torch.Generator, clip: bool = True,
                       progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """Full ancestral sampling over all T steps. Noise is drawn on the CPU from ``generator`` (x_T first, then
-        one draw per step but the last), so one seed gives one output on any device."""
-        shape = (cond.shape[0], 1, *cond.shape[2:])
-        x = torch.randn(shape, generator=generator).to(cond.device)
+        """Full ancestral sampling over all T steps. Noise is drawn on the CPU, per slice, from generators split
+        off ``generator`` (``srbench.slice_noise``; x_T first, then one draw per step but the last), so one seed
+        gives one output on any device and at any batch size."""
+        gens, shape = slice_generators(generator, cond.shape[0]), (1, *cond.shape[2:])
+        x = randn(gens, shape).to(cond.device)
         for step in reversed(range(self.num_timesteps)):
-            noise = torch.randn(shape, generator=generator).to(cond.device) if step > 0 else None
+            noise = randn(gens, shape).to(cond.device) if step > 0 else None
             x = self.p_sample_step(model, x, step, cond, noise, clip)
             if progress is not None:
                 progress(step)
@@ -97,10 +100,11 @@ class GaussianDiffusion:
                          progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """DDIM: x_{t'} = sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps + sigma z on the subsequence, with
         sigma = eta sqrt((1 - ab') / (1 - ab)) sqrt(1 - ab / ab'); eps is re-derived from the clipped x0.
-        With all T steps and eta = 1, sigma^2 is beta_tilde and each step is the ancestral step."""
+        With all T steps and eta = 1, sigma^2 is beta_tilde and each step is the ancestral step (the same noise
+        draws, per slice, as ``p_sample_loop``'s)."""
         seq = self.ddim_timesteps(self.num_timesteps, steps)
-        shape = (cond.shape[0], 1, *cond.shape[2:])
-        x = torch.randn(shape, generator=generator).to(cond.device)
+        gens, shape = slice_generators(generator, cond.shape[0]), (1, *cond.shape[2:])
+        x = randn(gens, shape).to(cond.device)
         for i in reversed(range(len(seq))):
             step, prev = seq[i], (seq[i - 1] if i > 0 else -1)
             t = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
@@ -111,7 +115,7 @@ class GaussianDiffusion:
             sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab)) * math.sqrt(1 - ab / ab_prev)
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(0.0, 1 - ab_prev - sigma ** 2)) * eps
             if prev >= 0 and eta > 0:
-                x = x + sigma * torch.randn(shape, generator=generator).to(cond.device)
+                x = x + sigma * randn(gens, shape).to(cond.device)
             if progress is not None:
                 progress(step)
         return x
