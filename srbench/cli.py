@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import plugins
-from .cli_common import (CONTEXT, seed_list, check_preset, data_root_opt, dataset_opt, degradation_opt, device_opt,
-                         experiment_opts, json_opt, method_opt, preset_opt, results_dir_opt, seed_opt)
+from .cli_common import (CONTEXT, batch_size_opt, seed_list, check_preset, data_root_opt, dataset_opt,
+                         degradation_opt, device_opt, experiment_opts, json_opt, results_dir_opt)
 from .errors import SRBenchError
 from .report_cli import leaderboard_data, reference_opts, stats_options, table_warnings
 
@@ -70,21 +70,24 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
               help="Skip a learned method that has no shipped checkpoint instead of training it.")
 @click.option("--save-volumes/--no-save-volumes", "-V/-N", default=None,
               help="Write each test case's SR volume (NIfTI) under volumes/; default: for up to 4 test cases.")
+@batch_size_opt()
 @json_opt("Print the run directory and its summary as JSON on stdout (one line per seed).")
 def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, seeds, steps,
-        max_minutes, force, pretrained_only, save_volumes, as_json):
+        max_minutes, force, pretrained_only, save_volumes, batch_size, as_json):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
+    from .overrides import check_batch_size
     from .record import load_record
     from .runner import RunOptions, default_results_dir
     from .runner import run as do_run
 
     _report_failures()
     check_preset(method, preset)
+    check_batch_size(batch_size)
     for one in seed_list(seeds, seed):
         opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=one,
                           device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
                           checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only, steps=steps,
-                          max_minutes=max_minutes, save_volumes=save_volumes)
+                          max_minutes=max_minutes, save_volumes=save_volumes, batch_size=batch_size)
         _check_names(opts)
         notice = _weights_notice(opts)
         if notice:
@@ -190,38 +193,6 @@ def train_cmd(method, dataset, degradation, preset, seed, device, data_root, out
                                **{k: t.get(k) for k in ("steps", "target_steps", "seconds", "device", "finished")}}))
     err.print(f"{t['steps']}/{t['target_steps']} steps in {t['seconds']:.0f} s; weights: {output}", highlight=False)
     err.print(f"next: srbench run -m {method} -d {dataset} -p {preset} -c {output}", highlight=False, markup=False)
-
-
-@cli.command()
-@method_opt()
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="LR volume.")
-@click.option("--output", "-o", "output_path", required=True, type=click.Path(path_type=Path), help="SR volume.")
-@click.option("--checkpoint", "-c", type=click.Path(path_type=Path), default=None, help="Weights (default: shipped).")
-@click.option("--like", "-l", type=click.Path(path_type=Path), default=None, help="Take the output grid from it.")
-@click.option("--spacing", "-S", default=None, help="Output spacing x,y,z mm (default: input / protocol factors).")
-@click.option("--dataset", "-d", default="demo", show_default=True, help="Whose checkpoint and protocol to use.")
-@click.option("--degradation", "-g", default=None, help="Protocol for the default grid (default: the dataset's).")
-@preset_opt()
-@seed_opt()
-@device_opt()
-@json_opt("Print the written volume's path as JSON on stdout.")
-def infer(method, input_path, output_path, checkpoint, like, spacing, dataset, degradation, preset, seed, device,
-          as_json):
-    """Super-resolve a whole volume with any method; the output keeps correct geometry."""
-    from .infer import infer as do_infer
-
-    check_preset(method, preset)
-    values = None
-    if spacing is not None:
-        try:
-            values = [float(v) for v in spacing.split(",")]
-        except ValueError:
-            raise click.BadParameter(f"expected x,y,z in mm, got {spacing!r}", param_hint="--spacing") from None
-    do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device, dataset=dataset,
-             degradation=degradation, say=lambda text: err.print(text, highlight=False, markup=False))
-    if as_json:
-        click.echo(json.dumps({"output": str(output_path), "method": method, "preset": preset}))
-    err.print(f"wrote {output_path}")
 
 
 @cli.command()
@@ -399,6 +370,7 @@ def new_method_cmd(name, directory, force, as_json):
               "--dataset demo", highlight=False, soft_wrap=True, markup=False)
 
 
+from .infer_cli import register as _register_infer  # noqa: E402 - the command lives beside its module
 from .report_cli import register as _register_report  # noqa: E402 - the command lives beside its module
 from .reproduce import register as _register_reproduce  # noqa: E402 - the command lives beside its module
 from .stats_cli import register as _register_stats  # noqa: E402 - the command lives beside its module
@@ -406,6 +378,7 @@ from .stats_cli import register as _register_stats  # noqa: E402 - the command l
 _register_stats(cli)
 _register_reproduce(cli)
 _register_report(cli)
+_register_infer(cli)
 
 
 def _add_plugin_commands() -> None:

@@ -2,8 +2,8 @@
 checks with "did you mean", and the message for a results folder without runs.
 
 The short flags are the same on every command that has the option: ``-m`` method, ``-d`` dataset, ``-g``
-degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-r`` results dir, ``-R`` data root, ``-o`` output,
-``-j`` JSON. ``tests/test_cli_options.py`` walks the command tree and fails on an option without help.
+degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-b`` batch size, ``-r`` results dir, ``-R`` data root,
+``-o`` output, ``-j`` JSON. ``tests/test_cli_options.py`` walks the command tree and fails on an option without help.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def seed_opt():
 def device_opt():
     return click.option("--device", "-D", default="auto", show_default=True,
                         help="auto (CUDA when present, else CPU), cpu or cuda[:N].")
+
+
+def batch_size_opt():
+    return click.option("--batch-size", "-b", type=int, default=None,
+                        help="Slices per forward pass at inference (default: the method's own, per device). Outputs "
+                             "do not depend on it, so it is not part of a run's identity; the record keeps it.")
 
 
 def results_dir_opt(help: str = "Folder of run records (default: $SRBENCH_RESULTS or ./leaderboards)."):

@@ -182,6 +182,13 @@ class RunRecord:
         return int(self.config.get("seed", 0) or 0)
 
     @property
+    def batch_size(self) -> int | None:
+        """Slices per forward pass at inference, as the run used them (None: a record from before srbench kept it).
+        Not part of the run's identity: outputs do not depend on it."""
+        value = self.config.get("batch_size")
+        return None if value is None else int(value)
+
+    @property
     def degradation_spec(self) -> str:
         return self.config.get("degradation") or (self.path.parts[-3] if self.path else "")
 

@@ -1,8 +1,9 @@
 """``srbench reproduce RUN_DIR``: run a recorded run again from its record alone and compare the scores.
 
-The run's options (method, dataset spec, degradation, preset, seed) come from the record; its weights are
-the same file, checked by sha256: the plugin's shipped checkpoint, the ``--checkpoint`` file, or, for a run
-that trained, the weights it saved (so this reproduces the evaluation; retraining is ``srbench run --train``).
+The run's options (method, dataset spec, degradation, preset, seed, inference batch size: a record without one
+reruns with the method's default) come from the record; its weights are the same file, checked by sha256: the
+plugin's shipped checkpoint, the ``--checkpoint`` file, or, for a run that trained, the weights it saved (so
+this reproduces the evaluation; retraining is ``srbench run --train``).
 The new run goes to a temporary results folder (``--keep`` keeps it). Package versions, the git commit and a
 dirty tree that differ from the record are warned about. Scores are compared slice by slice (matched on case
 and slice); the maximum absolute deviation per metric is printed and the exit status is 1 when one exceeds
@@ -96,7 +97,7 @@ def reproduce(run_dir: Path, results_dir: Path, device: str = "auto", console=No
     opts = RunOptions(method=record.method, dataset=c.get("dataset") or record.dataset.name,
                       degradation=record.degradation_spec, preset=record.preset or "tiny", seed=record.seed,
                       device=device, results_dir=Path(results_dir), force=True, checkpoint=weights_file(record),
-                      data_root=c.get("data_root"), steps=c.get("steps"))
+                      data_root=c.get("data_root"), steps=c.get("steps"), batch_size=record.batch_size)
     out_dir, _ = run(opts, console)
     new = rec.load_record(out_dir)
     return new, deviations(record.scores(), new.scores(), record.metrics)

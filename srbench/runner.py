@@ -1,7 +1,8 @@
 """The runner: dataset -> degradation -> method (fit / load, predict) -> metrics -> run record.
 
 A run is method@version+settings x dataset@content+split-hash x degradation@params x seed x weights x scoring
-pipeline version (``_identity``). Re-running a finished run is a no-op unless forced; a run whose record is
+pipeline version (``_identity``); not the inference batch size, on which outputs do not depend (the record keeps
+the one used; ``srbench.overrides``). Re-running a finished run is a no-op unless forced; a run whose record is
 corrupt, or whose training stopped early (``--max-minutes``), is done again (training resumes). The record
 (``srbench.record.RunRecord``) is written last and atomically.
 
@@ -41,6 +42,7 @@ from .lock import run_lock
 from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
+from .overrides import check_batch_size, set_batch_size, set_steps, set_time_limit
 from .plugins import get_registry, instantiate_method, lookup
 from .progress import progress_columns
 from .prediction import check_prediction
@@ -72,6 +74,7 @@ class RunOptions:
     steps: int | None = None  # training steps instead of the preset's (a different run)
     max_minutes: float | None = None  # stop training after this long; the run is recorded unfinished and resumes
     save_volumes: bool | None = None  # SR NIfTI per test case; None: when the test split is small (sr_volumes)
+    batch_size: int | None = None  # slices per forward pass at inference; None: the method's own (not identity)
 
 
 @dataclass
@@ -204,6 +207,7 @@ def run(opts: RunOptions, console: Console | None = None) -> tuple[Path | None, 
     distributed.init()
     console = (console or Console(stderr=True)) if distributed.is_main() else Console(stderr=True, quiet=True)
     check_results_dir(opts.results_dir)  # before any work, not when the record is written
+    check_batch_size(opts.batch_size)
     setup = _setup(opts)
     if setup.weights["source"] == "trained-in-run" and opts.pretrained_only:
         console.print(f"[yellow]skipped {setup.method.name}:[/] no shipped {setup.dataset.name}-{opts.preset} "
@@ -233,7 +237,7 @@ def _run_once(setup: Setup, identity: dict, out_dir: Path, metrics: list, consol
         console.print(f"[dim]run {rid} already finished ({out_dir}); use --force to run it again[/]")
         return out_dir, False
     if opts.max_minutes is not None:  # a stopping rule, not part of the identity: a rerun resumes the run
-        train_settings(setup.method)["max_seconds"] = opts.max_minutes * 60
+        set_time_limit(setup.method, opts.max_minutes)
     timings, training = _obtain_weights(setup, out_dir, console)
     evaluation = _gather(_evaluate(setup, metrics, console, out_dir), setup.dataset.name)
     evaluation.timings.update(timings)
@@ -259,6 +263,7 @@ def _setup(opts: RunOptions) -> Setup:
         if not method_cls.trains:
             raise SRBenchError(f"method {opts.method!r} does not train; --steps applies to learned methods")
         set_steps(method, opts.steps)
+    set_batch_size(method, opts.batch_size)
     return Setup(opts, method, dataset, deg_spec, degradation, dataset.manifest(),
                  _weights(method_cls, opts, dataset.name))
 
@@ -266,7 +271,8 @@ def _setup(opts: RunOptions) -> Setup:
 def _identity(s: Setup) -> dict:
     """Everything that determines a run's scores: the data (name, root, content fingerprint, split), the
     degradation, the method (version, preset and its settings: an edited preset is a new run), the seed, the
-    weights, and the scoring pipeline (its version, the normalisation, the LR-to-HR interpolator)."""
+    weights, and the scoring pipeline (its version, the normalisation, the LR-to-HR interpolator). Not the
+    inference batch size: outputs do not depend on it."""
     train = {k: v for k, v in s.method.settings.get("train", {}).items() if k not in ("max_seconds", "checkpoint_every")}
     settings = {**s.method.settings, "train": train} if "train" in s.method.settings else s.method.settings
     return {"method": s.method.name, "method_version": s.method.version, "preset": s.opts.preset,
@@ -399,7 +405,8 @@ def _record(s: Setup, rid: str, identity: dict, metrics: list, ev: Evaluation, t
     return rec.record_from_dict({
         "schema": rec.SCHEMA, "run_id": rid, "status": "finished", "identity": identity,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**asdict(s.opts), "degradation": s.deg_spec, "results_dir": str(s.opts.results_dir)},
+        "config": {**asdict(s.opts), "degradation": s.deg_spec, "results_dir": str(s.opts.results_dir),
+                   "batch_size": s.method.batch_size},  # the one used: the option's, or the method's default
         "command": environment.command_line(),
         "method_card": s.method.card(),
         "dataset": {"name": s.dataset.name, "description": s.dataset.description, "split_hash": s.manifest.hash,
@@ -431,20 +438,3 @@ def _write(out_dir: Path, record: rec.RunRecord, ev: Evaluation) -> None:
     rec.atomic_write_text(out_dir / rec.SCORES, pd.DataFrame(ev.rows).to_csv(index=False))
     rec.atomic_write_text(out_dir / through_plane.FILE, through_plane.table(ev.through_plane).to_csv(index=False))
     rec.atomic_write_json(out_dir / rec.RECORD, record.to_dict())
-
-
-def train_settings(method: Method) -> dict:
-    """The method's training settings (``settings["train"]``, the layout of every learned preset)."""
-    train = method.settings.get("train")
-    if not isinstance(train, dict):
-        raise SRBenchError(f"method {method.name!r}: its preset has no 'train' settings to change")
-    return train
-
-
-def set_steps(method: Method, steps: int) -> None:
-    """Train for ``steps`` instead of the preset's; the preset's LR restarts past them are dropped."""
-    if steps < 1:
-        raise SRBenchError(f"--steps must be at least 1, got {steps}")
-    train = train_settings(method)
-    train["steps"] = steps
-    train["restarts"] = tuple(r for r in train.get("restarts", ()) if r < steps)

@@ -17,7 +17,8 @@ from .errors import SRBenchError
 from .method import Method, sha256_file
 from .outputs import check_output_path
 from .plugins import instantiate_method, lookup
-from .runner import RunOptions, make_dataset, make_degradation, set_steps, train_settings, training_pairs
+from .overrides import set_steps, set_time_limit, train_settings
+from .runner import RunOptions, make_dataset, make_degradation, training_pairs
 
 
 def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: int | None = None,
@@ -41,7 +42,7 @@ def train(opts: RunOptions, output: Path, workdir: Path | None = None, steps: in
     if steps is not None:
         set_steps(method, steps)
     if max_minutes is not None:
-        train_settings(method)["max_seconds"] = max_minutes * 60
+        set_time_limit(method, max_minutes)
     if checkpoint_every is not None:
         train_settings(method)["checkpoint_every"] = checkpoint_every
     workdir = Path(workdir or Path("runs") / "train" / f"{method.name}-{dataset.name}-{opts.preset}-seed{opts.seed}")
