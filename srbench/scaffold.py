@@ -133,7 +133,7 @@ class {cls}(TorchMethod):
     # --- inference: (N, 1, H, W) in [0, 1], LR already on the HR grid -> the same shape ------------------
     def predict_slices(self, lr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.net.eval()
-        return self.net(lr)  # draw any randomness from `generator`
+        return self.net(lr)  # any randomness: from `generator`, per slice (srbench.slice_noise)
 
 
 @srbench.hookimpl
