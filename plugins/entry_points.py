@@ -63,7 +63,7 @@ bicubic = MethodPlugin(
                          "sitkBSpline); most likely the paper's 'Bicubic'."))
 
 pix2pix = MethodPlugin(srbench.lazy(
-    "srbench_plugins.pix2pix:Pix2Pix", name="pix2pix", version="1.1.0", trains=True, presets=["tiny", "paper"],
+    "srbench_plugins.pix2pix:Pix2Pix", name="pix2pix", version="1.2.0", trains=True, presets=["tiny", "paper"],
     summary="Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017)."))
 
 cyclegan = MethodPlugin(srbench.lazy(
@@ -72,12 +72,12 @@ cyclegan = MethodPlugin(srbench.lazy(
             "identity 0.5, image pools (Zhu et al. 2017); SR with the LR -> HR generator."))
 
 tm_ddpm = MethodPlugin(srbench.lazy(
-    "srbench_plugins.tm_ddpm:TMDDPM", name="tm-ddpm", version="1.1.0", trains=True,
+    "srbench_plugins.tm_ddpm:TMDDPM", name="tm-ddpm", version="1.2.0", trains=True,
     presets=["tiny", "paper", "tiny-full", "paper-ddim"],
     summary="Conditional DDPM (linear betas, T = 1000, epsilon prediction, LR concatenated) with a Swin-UNet "
             "backbone from timm blocks; full ancestral or DDIM sampling."))
 
 res_srdiff = ResSRDiffPlugin(srbench.lazy(
-    "srbench_plugins.res_srdiff:ResSRDiff", name="res-srdiff", version="1.2.0", trains=True,
+    "srbench_plugins.res_srdiff:ResSRDiff", name="res-srdiff", version="1.3.0", trains=True,
     presets=["tiny", "paper-prostate", "paper-brain", "paper", "tiny-t15"],
     summary="Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025)."))

@@ -56,7 +56,7 @@ PRESETS = {
 
 class Pix2Pix(TorchMethod):
     name = "pix2pix"
-    version = "1.1.0"  # 1.1.0: tiny trains on the shared budget (64x64 patches), weights chosen on validation
+    version = "1.2.0"  # 1.2.0: test-time dropout masks per slice (batch-size invariant); 1.1.0: shared budget
     summary = "Conditional GAN: U-Net generator, 70x70 PatchGAN, adversarial + 100 x L1 (Isola et al. 2017)."
     citation = ("Isola P, Zhu J-Y, Zhou T, Efros AA. Image-to-image translation with conditional adversarial "
                 "networks. CVPR 2017. Code: github.com/junyanz/pytorch-CycleGAN-and-pix2pix")

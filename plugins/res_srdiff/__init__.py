@@ -69,7 +69,7 @@ PRESETS["tiny-t15"] = {**PRESETS["tiny"], "diffusion": dict(DIFFUSION, steps=15)
 
 class ResSRDiff(TorchMethod):
     name = "res-srdiff"
-    version = "1.2.0"  # 1.2.0: tiny trains on the shared budget, weights chosen on validation
+    version = "1.3.0"  # 1.3.0: noise per slice (batch-size invariant), tiny samples in bf16; 1.2.0: shared budget
     summary = "Residual-shifting diffusion with a Swin-UNet, 4 sampling steps (Safari et al. 2025)."
     citation = ("Safari M, et al. MRI super-resolution reconstruction using efficient diffusion probabilistic "
                 "model with residual shifting. 2025. Code: github.com/mosaf/Res-SRDiff")

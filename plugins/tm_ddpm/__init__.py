@@ -66,7 +66,7 @@ PRESETS["paper-ddim"] = {**PRESETS["paper"], "sampler": "ddim", "sample_steps": 
 
 class TMDDPM(TorchMethod):
     name = "tm-ddpm"
-    version = "1.1.0"  # 1.1.0: tiny trains on the shared budget, weights chosen on validation
+    version = "1.2.0"  # 1.2.0: noise per slice (batch-size invariant); 1.1.0: shared budget, selection on validation
     summary = ("Conditional DDPM (linear betas, T = 1000, epsilon prediction, LR concatenated) with a Swin-UNet "
                "backbone from timm blocks; full ancestral or DDIM sampling.")
     citation = ("Pan S, Wang T, Qiu RLJ, et al. 2D medical image synthesis using transformer-based denoising "
