@@ -103,12 +103,13 @@ def evaluate(method: str, dataset: str, degradation: str | None = None, seed: in
              device: str = "auto", results_dir: str | Path | None = None, train: bool = False,
              checkpoint: str | Path | None = None, force: bool = False, save_volumes: bool | None = None,
              data_root: str | None = None, progress: bool = True, pretrained_only: bool = False,
-             batch_size: int | None = None, console=None) -> Run | None:
+             batch_size: int | None = None, precision: str | None = None, console=None) -> Run | None:
     """Run ``method`` on ``dataset``'s test split (fitting it first when it trains and has no shipped weights),
     score it, record it under ``results_dir`` (default: ``$SRBENCH_RESULTS`` or ``./leaderboards``), as
     ``srbench run`` does; returns the :class:`Run` (None when ``pretrained_only`` skipped a learned method that
     has no weights). ``batch_size``: slices per forward pass at inference (None: the method's own); outputs do
     not depend on it, so it is not part of the run's identity (``run.record.batch_size`` is the one used).
+    ``precision``: ``fp32`` or ``bf16`` inference for methods that offer it (None: the preset's; part of the identity).
     ``progress=False`` silences the progress bars; ``console``: a rich Console for them."""
     from rich.console import Console
 
@@ -118,7 +119,8 @@ def evaluate(method: str, dataset: str, degradation: str | None = None, seed: in
     opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=seed,
                       device=device, results_dir=resolve_results_dir(results_dir), force=force, train=train,
                       checkpoint=Path(checkpoint) if checkpoint else None, data_root=data_root,
-                      pretrained_only=pretrained_only, save_volumes=save_volumes, batch_size=batch_size)
+                      pretrained_only=pretrained_only, save_volumes=save_volumes, batch_size=batch_size,
+                      precision=precision)
     out_dir, ran = do_run(opts, console or Console(stderr=True, quiet=not progress))
     return None if out_dir is None else load_run(out_dir, ran)
 

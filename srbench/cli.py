@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import plugins
-from .cli_common import (CONTEXT, batch_size_opt, seed_list, check_preset, data_root_opt, dataset_opt,
+from .cli_common import (CONTEXT, batch_size_opt, precision_opt, seed_list, check_preset, data_root_opt, dataset_opt,
                          degradation_opt, device_opt, experiment_opts, json_opt, results_dir_opt)
 from .errors import SRBenchError
 from .report_cli import leaderboard_data, reference_opts, stats_options, table_warnings
@@ -71,9 +71,10 @@ def _print_table(title: str, columns: list[str], rows: list[list], as_json: bool
 @click.option("--save-volumes/--no-save-volumes", "-V/-N", default=None,
               help="Write each test case's SR volume (NIfTI) under volumes/; default: for up to 4 test cases.")
 @batch_size_opt()
+@precision_opt()
 @json_opt("Print the run directory and its summary as JSON on stdout (one line per seed).")
 def run(method, dataset, degradation, preset, seed, device, results_dir, data_root, train, checkpoint, seeds, steps,
-        max_minutes, force, pretrained_only, save_volumes, batch_size, as_json):
+        max_minutes, force, pretrained_only, save_volumes, batch_size, precision, as_json):
     """Fit METHOD on the train split (when it trains), predict the test split, score it, record the run."""
     from .overrides import check_batch_size
     from .record import load_record
@@ -87,7 +88,8 @@ def run(method, dataset, degradation, preset, seed, device, results_dir, data_ro
         opts = RunOptions(method=method, dataset=dataset, degradation=degradation, preset=preset, seed=one,
                           device=device, results_dir=results_dir or default_results_dir(), force=force, train=train,
                           checkpoint=checkpoint, data_root=data_root, pretrained_only=pretrained_only, steps=steps,
-                          max_minutes=max_minutes, save_volumes=save_volumes, batch_size=batch_size)
+                          max_minutes=max_minutes, save_volumes=save_volumes, batch_size=batch_size,
+                          precision=precision)
         _check_names(opts)
         notice = _weights_notice(opts)
         if notice:

@@ -2,7 +2,7 @@
 checks with "did you mean", and the message for a results folder without runs.
 
 The short flags are the same on every command that has the option: ``-m`` method, ``-d`` dataset, ``-g``
-degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-b`` batch size, ``-r`` results dir, ``-R`` data root,
+degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-b`` batch size, ``-x`` precision, ``-r`` results dir, ``-R`` data root,
 ``-o`` output, ``-j`` JSON. ``tests/test_cli_options.py`` walks the command tree and fails on an option without help.
 """
 
@@ -49,6 +49,12 @@ def batch_size_opt():
     return click.option("--batch-size", "-b", type=int, default=None,
                         help="Slices per forward pass at inference (default: the method's own, per device). Outputs "
                              "do not depend on it, so it is not part of a run's identity; the record keeps it.")
+
+
+def precision_opt():
+    return click.option("--precision", "-x", type=click.Choice(["fp32", "bf16"]), default=None,
+                        help="Inference arithmetic for methods that offer a choice (Res-SRDiff): fp32 (exact) or "
+                             "bf16 (where the hardware has it); default: the preset's. Part of a run's identity.")
 
 
 def results_dir_opt(help: str = "Folder of run records (default: $SRBENCH_RESULTS or ./leaderboards)."):

@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from .errors import SRBenchError
 from .method import Method
 from .outputs import check_output_path
-from .overrides import check_batch_size, set_batch_size
+from .overrides import check_batch_size, set_batch_size, set_precision
 from .plugins import instantiate_method, lookup
 from .prediction import check_prediction
 from .volume import (WRITABLE_SUFFIXES, from_array, minmax_range, normalise, read_volume, require_finite,
@@ -52,9 +52,10 @@ def grid_with_spacing(image: sitk.Image, spacing) -> sitk.Image:
 def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Path | None = None,
           like: Path | None = None, spacing=None, preset: str = "tiny", seed: int = 0, device: str = "auto",
           progress=None, dataset: str = "demo", degradation: str | None = None, say=None,
-          batch_size: int | None = None) -> sitk.Image:
+          batch_size: int | None = None, precision: str | None = None) -> sitk.Image:
     """Super-resolve ``input_path`` into ``output_path``; ``say(text)`` hears the defaults chosen. ``batch_size``:
-    slices per forward pass (None: the method's own); the output does not depend on it."""
+    slices per forward pass (None: the method's own); the output does not depend on it. ``precision``: ``fp32``
+    or ``bf16`` for methods that offer it (None: the preset's)."""
     say = say or (lambda text: None)
     check_batch_size(batch_size)
     if like is not None and spacing is not None:
@@ -73,6 +74,7 @@ def infer(method_name: str, input_path: Path, output_path: Path, checkpoint: Pat
                                                                                             say))
     method: Method = instantiate_method(method_cls, preset=preset, device=device, seed=seed)
     set_batch_size(method, batch_size)
+    set_precision(method, precision)
     if method.trains:
         method.load(require_checkpoint(checkpoint))
     lo, hi = minmax_range(lr_array, str(input_path))

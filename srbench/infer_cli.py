@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .cli_common import (CONTEXT, batch_size_opt, check_preset, device_opt, json_opt, method_opt, preset_opt,
+from .cli_common import (CONTEXT, batch_size_opt, precision_opt, check_preset, device_opt, json_opt, method_opt, preset_opt,
                          seed_opt)
 from .overrides import check_batch_size
 
@@ -34,9 +34,10 @@ def register(cli: click.Group) -> None:
 @seed_opt()
 @device_opt()
 @batch_size_opt()
+@precision_opt()
 @json_opt("Print the written volume's path as JSON on stdout.")
 def infer(method, input_path, output_path, checkpoint, like, spacing, dataset, degradation, preset, seed, device,
-          batch_size, as_json):
+          batch_size, precision, as_json):
     """Super-resolve a whole volume with any method; the output keeps correct geometry."""
     from .infer import infer as do_infer
 
@@ -51,7 +52,7 @@ def infer(method, input_path, output_path, checkpoint, like, spacing, dataset, d
             raise click.BadParameter(f"expected x,y,z in mm, got {spacing!r}", param_hint="--spacing") from None
     do_infer(method, input_path, output_path, checkpoint, like, values, preset, seed, device, dataset=dataset,
              degradation=degradation, say=lambda text: err.print(text, highlight=False, markup=False),
-             batch_size=batch_size)
+             batch_size=batch_size, precision=precision)
     if as_json:
         click.echo(json.dumps({"output": str(output_path), "method": method, "preset": preset}))
     err.print(f"wrote {output_path}")

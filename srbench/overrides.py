@@ -8,6 +8,8 @@
   on it (stochastic methods draw each slice's noise from its own generator, ``srbench.slice_noise``), so a run
   with another batch size is the same run, the same leaderboard row. The run record keeps the one used
   (``config.batch_size``), and ``srbench reproduce`` reruns with it.
+* ``--precision`` (:func:`set_precision`): the arithmetic of inference (``fp32``, exact, or ``bf16``) for methods
+  that offer a choice (``set_precision``, e.g. Res-SRDiff's); part of the identity (the settings change).
 
 Imports nothing heavy: the command line checks these options before loading anything.
 """
@@ -43,6 +45,22 @@ def check_batch_size(batch_size) -> None:
     """A one-line error unless ``batch_size`` is None (the method's default) or a positive integer."""
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise SRBenchError(f"--batch-size must be a positive integer (slices per forward pass), got {batch_size!r}")
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def set_precision(method, precision: str | None) -> None:
+    """Run inference in ``precision`` instead of the preset's (None: keep it). The method resolves it for its
+    device (bf16 only where the hardware computes it natively) and its settings record the one that runs."""
+    if precision is None:
+        return
+    if precision not in PRECISIONS:
+        raise SRBenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    setter = getattr(method, "set_precision", None)
+    if setter is None:
+        raise SRBenchError(f"method {method.name!r} has no precision choice (--precision): it runs as its preset says")
+    setter(precision)
 
 
 def set_batch_size(method, batch_size: int | None) -> int:

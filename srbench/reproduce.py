@@ -87,6 +87,12 @@ def deviations(old: pd.DataFrame, new: pd.DataFrame, metrics) -> dict:
     return out
 
 
+def recorded_precision(record) -> str | None:
+    """The inference precision a run recorded in its method's settings (None: the method has no choice)."""
+    inference = (record.method_card.get("settings") or {}).get("inference")
+    return inference.get("precision") if isinstance(inference, dict) else None
+
+
 def reproduce(run_dir: Path, results_dir: Path, device: str = "auto", console=None) -> tuple[RunRecord, dict]:
     """Re-run ``run_dir``'s run into ``results_dir``; returns (the new record, metric -> max deviation)."""
     from . import record as rec
@@ -97,7 +103,8 @@ def reproduce(run_dir: Path, results_dir: Path, device: str = "auto", console=No
     opts = RunOptions(method=record.method, dataset=c.get("dataset") or record.dataset.name,
                       degradation=record.degradation_spec, preset=record.preset or "tiny", seed=record.seed,
                       device=device, results_dir=Path(results_dir), force=True, checkpoint=weights_file(record),
-                      data_root=c.get("data_root"), steps=c.get("steps"), batch_size=record.batch_size)
+                      data_root=c.get("data_root"), steps=c.get("steps"), batch_size=record.batch_size,
+                      precision=recorded_precision(record))
     out_dir, _ = run(opts, console)
     new = rec.load_record(out_dir)
     return new, deviations(record.scores(), new.scores(), record.metrics)

@@ -42,7 +42,7 @@ from .lock import run_lock
 from .outputs import check_results_dir
 from .method import Method, SlicePairs, sha256_file
 from .noise import case_seed
-from .overrides import check_batch_size, set_batch_size, set_steps, set_time_limit
+from .overrides import check_batch_size, set_batch_size, set_precision, set_steps, set_time_limit
 from .plugins import get_registry, instantiate_method, lookup
 from .progress import progress_columns
 from .prediction import check_prediction
@@ -75,6 +75,7 @@ class RunOptions:
     max_minutes: float | None = None  # stop training after this long; the run is recorded unfinished and resumes
     save_volumes: bool | None = None  # SR NIfTI per test case; None: when the test split is small (sr_volumes)
     batch_size: int | None = None  # slices per forward pass at inference; None: the method's own (not identity)
+    precision: str | None = None  # fp32 or bf16 inference, for methods that offer it; None: the preset's
 
 
 @dataclass
@@ -264,6 +265,7 @@ def _setup(opts: RunOptions) -> Setup:
             raise SRBenchError(f"method {opts.method!r} does not train; --steps applies to learned methods")
         set_steps(method, opts.steps)
     set_batch_size(method, opts.batch_size)
+    set_precision(method, opts.precision)
     return Setup(opts, method, dataset, deg_spec, degradation, dataset.manifest(),
                  _weights(method_cls, opts, dataset.name))
 

@@ -89,10 +89,7 @@ class ResSRDiff(TorchMethod):
         inference = self.settings["inference"]
         if compile is not None:
             inference["compile"] = compile
-        try:  # the precision that will actually run on this device is what the run records
-            inference["precision"] = resolve_precision(precision or inference["precision"], self.device)
-        except ValueError as exc:
-            raise SRBenchError(f"res-srdiff: {exc}") from None
+        self.set_precision(precision or inference["precision"])
         self.batch_size = 16 if self.device.type == "cuda" else self.batch_size
         self.diffusion = ResShiftDiffusion(**self.settings["diffusion"]).respaced(self.settings["sample_steps"]) \
             if self.settings["diffusion"]["steps"] != self.settings["sample_steps"] \
@@ -123,6 +120,15 @@ class ResSRDiff(TorchMethod):
         if lpips_on:
             return self.configured_loss()
         return f"{w['mse']:g} x MSE(x0_pred, x0); LPIPS term dropped: AlexNet weights unavailable"
+
+    def set_precision(self, precision: str) -> None:
+        """Sample in ``precision`` (``fp32``: exact; ``bf16``: see ``sampler.py``). The settings (and so the run's
+        identity) hold the precision that will actually run on this device: bf16 falls back to fp32 on hardware
+        without native bfloat16."""
+        try:
+            self.settings["inference"]["precision"] = resolve_precision(precision, self.device)
+        except ValueError as exc:
+            raise SRBenchError(f"res-srdiff: {exc}") from None
 
     # --- the network as the diffusion sees it ------------------------------------------------------
     def model_fn(self, net: torch.nn.Module):
