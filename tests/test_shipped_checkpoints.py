@@ -106,7 +106,12 @@ def test_the_shipped_res_srdiff_checkpoint_reproduces_its_committed_scores():
     p = prepare(case, degradation, record["config"]["seed"])
     method = ResSRDiff(preset="tiny", device="cpu", seed=record["config"]["seed"])
     method.load(_weights("res-srdiff"))
-    first = p.slices[:method.batch_size]  # the run's first batch: same slices, same noise draws
+    recorded = record["method_card"]["settings"]["inference"]["precision"]
+    if method.settings["inference"]["precision"] != recorded:
+        pytest.skip(f"the committed run sampled in {recorded}, which this machine does not compute natively")
+    # the run's first four slices at the run's batch size: each slice draws the same noise as in the run
+    method.batch_size = record["config"]["batch_size"]
+    first = p.slices[:4]
     sr = method.predict_volume(p.lr, p.hr, first)
     metrics = [m for m in get_registry().metrics.values() if m.name in ("psnr", "ssim", "gmsd")]
     scores = score_arrays(sr, p.hr_array[first], metrics, mask=p.mask[first])

@@ -230,7 +230,7 @@ def _frozen_compile(net: torch.nn.Module):
     was measured to have no effect) around every call, since compiling happens at the first one."""
     import torch._inductor.config as inductor_config
 
-    compiled = torch.compile(net)
+    compiled = torch.compile(net, dynamic=False)  # one static graph per slice size: a dataset has one or a few
 
     def run(*args, **kwargs):
         with inductor_config.patch(freezing=True):
