@@ -142,7 +142,8 @@ def register_methods(register):
 '''
 
 TEST = '''\
-"""srbench's conformance kit on {cls}: card, fit, shape, dtype, range, geometry, save/load, determinism."""
+"""srbench's conformance kit on {cls}: card, fit, shape, dtype, range, geometry, save/load, determinism,
+batch size."""
 
 from srbench.testing import check_method
 from {module} import {cls}

@@ -23,6 +23,9 @@ geometry   ... aligned with the HR reference: the requested slices, in the grid'
 save-load  ``save(path)``, then ``load(path)`` into a fresh instance, predicts the same
 determinism the same seed predicts the same twice; another seed predicts differently exactly when the card
            says ``stochastic``
+batch-size predicting in batches of another size gives the same output (a run's batch size is not part of its
+           identity): a stochastic method draws each slice's noise from its own generator
+           (:mod:`srbench.slice_noise`)
 ========== ================================================================================================
 
 All checks run; a failure raises :class:`ConformanceError` (an ``AssertionError``) listing every failed check
@@ -55,7 +58,10 @@ except ImportError:  # pragma: no cover - check_method works without pytest; the
 from .tiny_data import (TINY_DEGRADATION, TINY_ORIGIN, TINY_SIZE, TINY_SPACING, TinyDatasetPlugin,  # noqa: F401
                         TinyVolume, slice_pairs, tiny_hr, tiny_volume)
 
-CHECKS = ("card", "fit", "shape", "dtype", "range", "geometry", "save-load", "determinism")
+CHECKS = ("card", "fit", "shape", "dtype", "range", "geometry", "save-load", "determinism", "batch-size")
+# batch-size: largest mean |difference| accepted between batch sizes. Float32 kernels chosen by batch size differ
+# by ~1e-7, bfloat16 inference by ~1e-4 on average (Res-SRDiff); noise drawn per batch differs far more.
+BATCH_TOLERANCE = 1e-3
 CARD_FIELDS = ("name", "version", "summary", "citation", "license", "trains", "stochastic", "parameters",
                "sampling_steps", "input_interpolator", "preset", "settings")
 
@@ -138,6 +144,7 @@ class _Checker:
         self.pred = None
         self.weights: Path | None = None
         self.saved_ok = False
+        self.repeatable = False  # the same seed predicts the same (determinism): batch sizes can then be compared
 
     def new(self, seed: int):
         method = self.cls(preset=self.preset, device=self.device, seed=seed)
@@ -331,6 +338,7 @@ class _Checker:
             diff = _max_diff(np.asarray(again), self.pred) if np.shape(again) == self.pred.shape else float("nan")
             raise _Fail(f"two predictions with the same seed differ (max |diff| {diff:.3g}): draw randomness from the "
                         "`generator` predict_slices receives (seeded from the run's seed), not from the global RNG")
+        self.repeatable = True
         if not self.saved_ok:
             raise _Skip("another seed is compared only once save/load works (see [save-load])")
         other = self.new(self.seed + 1)
@@ -342,6 +350,28 @@ class _Checker:
         if not self.cls.stochastic and changed:
             raise _Fail(f"seeds {self.seed} and {self.seed + 1} predict differently with the same weights, but the "
                         "card says stochastic=False: set stochastic = True")
+
+    def batch_size(self):
+        self._need_prediction()
+        if not self.repeatable:
+            raise _Skip("batch sizes are compared only once the same seed predicts the same (see [determinism])")
+        if not np.isfinite(self.pred).all():
+            raise _Skip("the prediction is not finite (see [range])")
+        default = self.method.batch_size
+        other = 3 if default == 1 else 1
+        self.method.batch_size = other
+        try:
+            again = np.asarray(self.predict(self.method))
+        except Exception as exc:  # noqa: BLE001
+            raise _Fail(_raised(exc, f"predict_volume in batches of {other}")) from None
+        finally:
+            self.method.batch_size = default
+        mean = float(np.mean(np.abs(again - self.pred))) if again.shape == self.pred.shape else float("nan")
+        if not mean <= BATCH_TOLERANCE:
+            raise _Fail(f"predicting in batches of {other} instead of {default} changes the output (mean |diff| "
+                        f"{mean:.3g} > {BATCH_TOLERANCE:g}): a run's batch size is not part of its identity, so a "
+                        "slice's output must not depend on its batch; draw each slice's noise from its own "
+                        "generator (srbench.slice_noise.slice_generators)")
 
 
 def check_method(method_cls, preset: str = "tiny", *, device: str = "cpu", seed: int = 0,
@@ -382,7 +412,9 @@ def check_method(method_cls, preset: str = "tiny", *, device: str = "cpu", seed:
         failures: dict[str, str] = {}
         # shape also produces the prediction the later checks read; save-load precedes determinism (weights)
         needed = set(selected) | ({"shape"} if set(selected) & {"dtype", "range", "geometry", "save-load",
-                                                                "determinism"} else set())
+                                                                "determinism", "batch-size"} else set())
+        if "batch-size" in needed:
+            needed.add("determinism")
         if "determinism" in needed:
             needed.add("save-load")
         for check in CHECKS:

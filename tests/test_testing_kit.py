@@ -145,6 +145,14 @@ class SeedDependentButDeterministicCard(Good):
         return super().predict_slices(lr, generator) + 0.01 * torch.rand(lr.shape, generator=generator)
 
 
+class NoisePerBatch(Good):
+    stochastic = True
+
+    def predict_slices(self, lr, generator):  # one noise draw shared by the batch: depends on how slices are batched
+        noise = torch.rand((1, *lr.shape[1:]), generator=generator)
+        return super().predict_slices(lr, generator) + 0.05 * noise
+
+
 BROKEN = [
     (NoCitation, "card", "'citation' is empty"),
     (UncountedParameters, "card", "'parameters' is None"),
@@ -162,6 +170,7 @@ BROKEN = [
     (GlobalRandomness, "determinism", "same seed differ"),
     (ClaimsStochastic, "determinism", "stochastic=True but seeds 0 and 1 predict the same"),
     (SeedDependentButDeterministicCard, "determinism", "set stochastic = True"),
+    (NoisePerBatch, "batch-size", "changes the output"),
 ]
 
 
