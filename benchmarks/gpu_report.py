@@ -22,13 +22,24 @@ def _json(path: Path):
         return None
 
 
-def sampler_table(result: dict) -> list[str]:
+def official_times(result: dict | None) -> dict:
+    """(size, batch) -> the official code's seconds per slice in ``result`` (empty without it)."""
+    return {(r["size"], r["batch"]): r["seconds_per_slice"]["official"] for r in (result or {}).get("rows", [])
+            if "official" in r["seconds_per_slice"]}
+
+
+def sampler_table(result: dict, official: dict | None = None) -> list[str]:
+    """Markdown rows of one sampler_speed.py result; ``official`` (see :func:`official_times`) gives ratios to
+    rows measured without the official code (the compiled steps)."""
     lines = [f"{result['preset']} on {result['device']} (torch {result['torch']}, best of {result['repeats']}, "
              f"weights: {Path(result['weights']).name}):", "",
              "| size | batch | row | ms/slice | vs official |", "|---|---|---|---|---|"]
     for row in result["rows"]:
         for name, seconds in row["seconds_per_slice"].items():
             ratio = row.get("speedup_vs_official", {}).get(name)
+            base = (official or {}).get((row["size"], row["batch"]))
+            if ratio is None and base and name != "official":
+                ratio = base / seconds
             lines.append(f"| {row['size']}^2 | {row['batch']} | {name} | {seconds * 1e3:.1f} | "
                          f"{'' if ratio is None else f'{ratio:.2f}x'} |")
     return lines + [""]
@@ -46,9 +57,12 @@ def section(folder: Path) -> str:
             name, rc, seconds = line.split("\t")
             lines.append(f"| {name} | {rc}{' (time limit)' if rc in ('124', '137') else ''} | {seconds} |")
         lines.append("")
-    for name in ("sampler_prostate.json", "sampler_brain.json"):
-        result = _json(folder / name)
-        lines += sampler_table(result) if result else [f"{name}: no figures (see gpu.log)", ""]
+    for part in ("prostate", "brain"):
+        plain = _json(folder / f"sampler_{part}.json")
+        for name in (f"sampler_{part}.json", f"sampler_{part}_compiled.json"):
+            result = _json(folder / name)
+            lines += sampler_table(result, official_times(plain)) if result else [f"{name}: no figures (see gpu.log)",
+                                                                                    ""]
     smoke = _json(folder / "train_smoke.json")
     if smoke:
         lines += [f"Training smoke test: {smoke['preset']}, {smoke['steps']} steps of batch {smoke['batch_size']} at "

@@ -52,7 +52,8 @@ def main(argv=None) -> None:
               "seconds": seconds, "steps_per_s": args.steps / seconds,
               "batch_size": method.settings["train"]["batch_size"], "patch": method.settings["patch"],
               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-              "finite": bool(losses) and bool(np.isfinite(losses).all()),
+              # the engine records the loss every 10 steps: None when the run was shorter
+              "finite": bool(np.isfinite(losses).all()) if losses else None,
               "peak_memory_gib": torch.cuda.max_memory_allocated(method.device) / 2 ** 30
               if method.device.type == "cuda" else None}
     print(json.dumps(result))
