@@ -76,7 +76,7 @@ class ResSRDiff(TorchMethod):
     license = "MIT (this implementation); see the official repository for its own license"
     stochastic = True
     presets = PRESETS
-    batch_size = 4  # on CPU; 1.3x faster per 256^2 slice than 8 (benchmarks/RESULTS.md); CUDA: 16 (__init__)
+    batch_size = 1  # on CPU: fastest per 256^2 slice, 2x batch 4 in bf16 (benchmarks/RESULTS.md); CUDA: 16 (__init__)
     # The initial weights are not drawn from the run's seed (the global RNG state as the process has it): kept so
     # that retraining the shipped checkpoints reproduces their training records.
     seeded_init = False
