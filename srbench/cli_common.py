@@ -2,8 +2,9 @@
 checks with "did you mean", and the message for a results folder without runs.
 
 The short flags are the same on every command that has the option: ``-m`` method, ``-d`` dataset, ``-g``
-degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-b`` batch size, ``-x`` precision, ``-r`` results dir, ``-R`` data root,
-``-o`` output, ``-j`` JSON. ``tests/test_cli_options.py`` walks the command tree and fails on an option without help.
+degradation, ``-p`` preset, ``-s`` seed, ``-D`` device, ``-b`` batch size, ``-x`` precision, ``-r`` results dir,
+``-R`` data root, ``-o`` output, ``-j`` JSON. ``tests/test_cli_options.py`` walks the command tree and fails on an
+option without help.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import SRBenchError, did_you_mean
+from .overrides import PRECISIONS
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -52,7 +54,7 @@ def batch_size_opt():
 
 
 def precision_opt():
-    return click.option("--precision", "-x", type=click.Choice(["fp32", "bf16"]), default=None,
+    return click.option("--precision", "-x", type=click.Choice(PRECISIONS), default=None,
                         help="Inference arithmetic for methods that offer a choice (Res-SRDiff): fp32 (exact) or "
                              "bf16 (where the hardware has it); default: the preset's. Part of a run's identity.")
 

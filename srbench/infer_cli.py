@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .cli_common import (CONTEXT, batch_size_opt, precision_opt, check_preset, device_opt, json_opt, method_opt, preset_opt,
-                         seed_opt)
+from .cli_common import (CONTEXT, batch_size_opt, check_preset, device_opt, json_opt, method_opt, precision_opt,
+                         preset_opt, seed_opt)
 from .overrides import check_batch_size
 
 

@@ -47,7 +47,7 @@ def check_batch_size(batch_size) -> None:
         raise SRBenchError(f"--batch-size must be a positive integer (slices per forward pass), got {batch_size!r}")
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what --precision offers; a method resolves it for its device (set_precision)
 
 
 def set_precision(method, precision: str | None) -> None:

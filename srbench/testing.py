@@ -59,8 +59,9 @@ from .tiny_data import (TINY_DEGRADATION, TINY_ORIGIN, TINY_SIZE, TINY_SPACING, 
                         TinyVolume, slice_pairs, tiny_hr, tiny_volume)
 
 CHECKS = ("card", "fit", "shape", "dtype", "range", "geometry", "save-load", "determinism", "batch-size")
-# batch-size: largest mean |difference| accepted between batch sizes. Float32 kernels chosen by batch size differ
-# by ~1e-7, bfloat16 inference by ~1e-4 on average (Res-SRDiff); noise drawn per batch differs far more.
+# batch-size: largest mean |difference| accepted between batch sizes. Measured on the kit's tiny volume: float32
+# kernels chosen by batch size differ by 2e-7 (Res-SRDiff), its bfloat16 inference by 5e-4; two noise draws
+# differ by 2.6e-2 (Res-SRDiff) and 2.1e-3 (pix2pix's test-time dropout), so per-batch noise cannot pass.
 BATCH_TOLERANCE = 1e-3
 CARD_FIELDS = ("name", "version", "summary", "citation", "license", "trains", "stochastic", "parameters",
                "sampling_steps", "input_interpolator", "preset", "settings")

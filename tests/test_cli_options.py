@@ -12,7 +12,8 @@ from conftest import assert_one_line_error
 
 # One flag per common option, on every command that has it.
 SHARED = {"--method": "-m", "--dataset": "-d", "--degradation": "-g", "--preset": "-p", "--seed": "-s",
-          "--device": "-D", "--batch-size": "-b", "--results-dir": "-r", "--data-root": "-R", "--output": "-o", "--json": "-j",
+          "--device": "-D", "--batch-size": "-b", "--precision": "-x", "--results-dir": "-r", "--data-root": "-R",
+          "--output": "-o", "--json": "-j",
           "--protocol": "-P", "--unit": "-u", "--alpha": "-a", "--case": "-c", "--checkpoint": "-c"}
 
 
