@@ -56,7 +56,10 @@ def run_lock(results_dir: Path, run_folder: Path, waiting=None):
 def _acquire(path: Path, waiting) -> int:
     told = False
     while True:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # made by one process and removed by another between mkdir and its own check
+            continue
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except FileNotFoundError:

@@ -153,3 +153,22 @@ def test_a_rerun_after_a_kill_removes_the_debris_and_finishes(tmp_path):
     assert not [name for name in left if name.endswith(".tmp") or name.startswith(".")], left  # no debris
     assert json.loads((out / rec.RECORD).read_text())["summary"] == first["summary"]
     assert not (opts.results_dir / LOCKS).exists()
+
+
+def test_a_locks_folder_removed_between_mkdir_and_its_check_is_made_again(tmp_path, monkeypatch):
+    """Another holder may remove the empty locks folder just after a third process made it: Path.mkdir then
+    raises FileExistsError although exist_ok is set (seen with eight writers). The lock is taken all the same."""
+    results, folder = tmp_path / "results", tmp_path / "results" / "d" / "g" / "m" / "seed0-z"
+    results.mkdir()
+    real_mkdir, calls = Path.mkdir, []
+
+    def racing_mkdir(self, *args, **kwargs):
+        calls.append(self)
+        if len(calls) == 1:
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    with run_lock(results, folder) as path:
+        assert path.exists()
+    assert len(calls) == 2
