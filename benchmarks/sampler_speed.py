@@ -10,7 +10,9 @@ machine slows them alike) and each keeps its best time. Ratios are official / sr
 --official: a checkout of github.com/mosaf/Res-SRDiff (its ``script`` folder is imported); without it the
 comparison with the official code is skipped. --baseline-srbench: a copy of an older ``plugins/res_srdiff``
 folder, imported under another name and timed as one more row. Modes: fp32 (exact), bf16 (a bfloat16 copy of the
-network, the tiny preset's default where the hardware has it), compiled (fp32 under torch.compile), compiled-bf16.
+network, the tiny preset's default where the hardware has it), both through traced graphs on CPU as inference runs
+them (``graphs.TracedNet``; the warm-up and first repeat trace them); fp32-eager and bf16-eager (not traced, the
+same outputs); compiled (fp32 under torch.compile), compiled-bf16.
 With the official code at hand the fp32 row's output is checked against the official sampler's (same noise).
 """
 
@@ -27,10 +29,12 @@ from pathlib import Path
 import torch
 
 from srbench_plugins.res_srdiff import ResSRDiff
+from srbench_plugins.res_srdiff.graphs import TRACE_AT_USE
 from srbench_plugins.res_srdiff.sampler import sample
 
-MODES = {"fp32": ("fp32", False), "bf16": ("bf16", False), "compiled": ("fp32", True),
-         "compiled-bf16": ("bf16", True)}
+MODES = {"fp32": ("fp32", False, True), "bf16": ("bf16", False, True), "compiled": ("fp32", True, False),
+         "compiled-bf16": ("bf16", True, False), "fp32-eager": ("fp32", False, False),
+         "bf16-eager": ("bf16", False, False)}  # mode: (precision, compiled, traced)
 
 
 def _sync(device: torch.device) -> None:
@@ -100,8 +104,9 @@ def device_name(device: torch.device) -> str:
 
 
 def time_rows(runners: dict, lr: torch.Tensor, device: torch.device, repeats: int, clock=time.perf_counter) -> dict:
-    for run in runners.values():  # warm-up: allocations, kernel selection, compilation
-        run(lr, 0)
+    for run in runners.values():  # warm-up: allocations, kernel selection, compilation, tracing (at the 3rd use)
+        for _ in range(TRACE_AT_USE):
+            run(lr, 0)
     _sync(device)
     times = {name: [] for name in runners}
     for _ in range(repeats):
@@ -133,9 +138,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     methods = {}
     for mode in args.modes.split(","):
-        precision, compiled = MODES[mode]
+        precision, compiled, traced = MODES[mode]
         methods[mode] = ResSRDiff(preset=args.preset, device=args.device, seed=0, precision=precision,
                                   compile=compiled)
+        methods[mode].traced = traced
     first = next(iter(methods.values()))
     weights = args.weights or ResSRDiff.shipped_checkpoint("demo", args.preset)
     for method in methods.values():

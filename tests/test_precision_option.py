@@ -84,7 +84,7 @@ def test_the_prepared_network_follows_new_weights_precision_and_compile(monkeypa
     monkeypatch.setattr(torch, "compile", lambda net, **kw: compiled.append(net) or net)
     method = ResSRDiff(preset="tiny", device="cpu", seed=0, precision="fp32")
     first = method._inference_net(False, "fp32")
-    assert method._inference_net(False, "fp32") is first is method.net  # fp32: the network itself, reused
+    assert method._inference_net(False, "fp32") is first and first.net is method.net  # fp32: the network, traced
     method._inference_net(True, "fp32")
     method._inference_net(True, "fp32")
     assert len(compiled) == 1  # compiled once for these weights
@@ -92,7 +92,7 @@ def test_the_prepared_network_follows_new_weights_precision_and_compile(monkeypa
     method.load(tmp_path / "w.safetensors")  # new weights (same values): the parameters' versions move on
     method._inference_net(True, "fp32")
     assert len(compiled) == 2
-    bf16 = method._inference_net(False, "bf16")
+    bf16 = method._inference_net(False, "bf16").net
     assert bf16 is not method.net and bf16.input_blocks[0][0].weight.dtype == torch.bfloat16
     assert method.net.input_blocks[0][0].weight.dtype == torch.float32  # the trained network stays float32
     assert bf16.out[2].weight.dtype == torch.float32  # the output head stays float32 (the official use_fp16 design)

@@ -21,6 +21,7 @@ from srbench.torch_method import TorchMethod, to_net
 from srbench.weights import load_into, load_weights, require_checkpoint
 
 from .diffusion import ResShiftDiffusion
+from .graphs import prepare
 from .network import UNetModelSwin, to_bf16
 from .sampler import draw_noises, resolve_precision, sample
 
@@ -80,6 +81,9 @@ class ResSRDiff(TorchMethod):
     # The initial weights are not drawn from the run's seed (the global RNG state as the process has it): kept so
     # that retraining the shipped checkpoints reproduces their training records.
     seeded_init = False
+    # Run inference through a traced graph on CPU (graphs.TracedNet, bit-identical to eager); False: eager, as
+    # benchmarks/sampler_speed.py's "-eager" modes time it.
+    traced = True
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0, shift_mask: str = "official",
                  precision: str | None = None, compile: bool | None = None):
@@ -211,32 +215,30 @@ class ResSRDiff(TorchMethod):
 
     def _inference_net(self, compiled: bool, precision: str = "fp32"):
         """The network as inference runs it: eval mode, channels-last memory (faster convolutions), a bfloat16
-        copy for ``precision="bf16"`` (``network.to_bf16``), compiled if asked.
+        copy for ``precision="bf16"`` (``network.to_bf16``), compiled if asked, else traced on CPU
+        (``graphs.prepare``: the same outputs, less per-operation overhead).
 
         Prepared once and reused until the weights change (loading or training bumps the parameters' version
         counters). Compiling uses Inductor's freezing, which folds the weights into the compiled code as
         constants (oneDNN can then pre-pack them: measured faster on CPU); hence the rebuild on new weights.
         """
-        net = self.net.eval().to(memory_format=torch.channels_last)  # a no-op once converted
-        key = (id(net), sum(p._version for p in net.parameters()), compiled, precision)
-        if getattr(self, "_prepared_key", None) != key:
-            net = to_bf16(net) if precision == "bf16" else net
-            self._prepared = _frozen_compile(net) if compiled else net
-            self._prepared_key = key
+        net = self.net
+        if net.training:  # validation runs between training steps
+            net.eval()
+        key = lambda: (*self._weights_version(), compiled, precision, self.traced)  # noqa: E731
+        if getattr(self, "_prepared_key", None) != key():
+            # Converted here only: walking every module costs ~4 ms, as much as a 64^2 sampling step's network.
+            net.to(memory_format=torch.channels_last)
+            self._prepared = prepare(to_bf16(net) if precision == "bf16" else net, compiled, traced=self.traced)
+            self._prepared_key = key()
         return self._prepared
 
-
-def _frozen_compile(net: torch.nn.Module):
-    """``torch.compile(net)`` with Inductor's freezing. Set through the config (``options={"freezing": True}``
-    was measured to have no effect) around every call, since compiling happens at the first one."""
-    import torch._inductor.config as inductor_config
-
-    compiled = torch.compile(net, dynamic=False)  # one static graph per slice size: a dataset has one or a few
-
-    def run(*args, **kwargs):
-        with inductor_config.patch(freezing=True):
-            return compiled(*args, **kwargs)
-    return run
+    def _weights_version(self) -> tuple:
+        """(network, total version of its parameters): changes when the network is replaced, loaded or trained
+        (in place, as srbench does). The parameter list is kept: walking the modules costs ~1 ms a batch."""
+        if getattr(self, "_params_of", None) is not self.net:
+            self._params_of, self._params = self.net, list(self.net.parameters())
+        return id(self.net), sum(p._version for p in self._params)
 
 
 def _read_official(path: Path) -> tuple[dict, dict]:

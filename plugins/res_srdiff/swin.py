@@ -213,7 +213,8 @@ class SwinTransformerBlock(nn.Module):
         return mlp.drop2(_pointwise(mlp.fc2, mlp.norm(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
+        h, w = int(x.shape[1]), int(x.shape[2])  # ints even under torch.jit.trace (sizes are tensors there),
+        # so that the mask caches hit and a traced graph holds the masks as constants (graphs.TracedNet)
         ws, s = self.window_size, self.shift_size
         y = _norm_tokens(self.norm1, x)
         if s > 0:
