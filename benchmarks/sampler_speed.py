@@ -11,7 +11,8 @@ machine slows them alike) and each keeps its best time. Ratios are official / sr
 comparison with the official code is skipped. --baseline-srbench: a copy of an older ``plugins/res_srdiff``
 folder, imported under another name and timed as one more row. Modes: fp32 (exact), bf16 (a bfloat16 copy of the
 network, the tiny preset's default where the hardware has it), both through traced graphs on CPU as inference runs
-them (``graphs.TracedNet``; the warm-up and first repeat trace them); fp32-eager and bf16-eager (not traced, the
+them (``graphs.TracedNet``; traced during the warm-up: the steady state that runs of more than
+``graphs.TRACE_AT_USE`` slices reach); fp32-eager and bf16-eager (not traced, the
 same outputs); compiled (fp32 under torch.compile), compiled-bf16.
 With the official code at hand the fp32 row's output is checked against the official sampler's (same noise).
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 from srbench_plugins.res_srdiff import ResSRDiff
-from srbench_plugins.res_srdiff.graphs import TRACE_AT_USE
+from srbench_plugins.res_srdiff import graphs
 from srbench_plugins.res_srdiff.sampler import sample
 
 MODES = {"fp32": ("fp32", False, True), "bf16": ("bf16", False, True), "compiled": ("fp32", True, False),
@@ -104,8 +105,8 @@ def device_name(device: torch.device) -> str:
 
 
 def time_rows(runners: dict, lr: torch.Tensor, device: torch.device, repeats: int, clock=time.perf_counter) -> dict:
-    for run in runners.values():  # warm-up: allocations, kernel selection, compilation, tracing (at the 3rd use)
-        for _ in range(TRACE_AT_USE):
+    for run in runners.values():  # warm-up: allocations, kernel selection, compilation, tracing (main sets it first)
+        for _ in range(2):  # a TorchScript graph is optimised at its second call
             run(lr, 0)
     _sync(device)
     times = {name: [] for name in runners}
@@ -136,6 +137,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler_speed.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    graphs.TRACE_AT_USE = 1  # time the traced graphs at once, not after 64 eager calls (excluded, as compiling is)
     methods = {}
     for mode in args.modes.split(","):
         precision, compiled, traced = MODES[mode]

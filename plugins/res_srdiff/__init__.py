@@ -81,8 +81,8 @@ class ResSRDiff(TorchMethod):
     # The initial weights are not drawn from the run's seed (the global RNG state as the process has it): kept so
     # that retraining the shipped checkpoints reproduces their training records.
     seeded_init = False
-    # Run inference through a traced graph on CPU (graphs.TracedNet, bit-identical to eager); False: eager, as
-    # benchmarks/sampler_speed.py's "-eager" modes time it.
+    # On CPU, long runs go through traced graphs (graphs.TracedNet, bit-identical to eager); False: always eager,
+    # as benchmarks/sampler_speed.py's "-eager" modes time it.
     traced = True
 
     def __init__(self, preset: str = "tiny", device: str = "cpu", seed: int = 0, shift_mask: str = "official",
@@ -215,8 +215,8 @@ class ResSRDiff(TorchMethod):
 
     def _inference_net(self, compiled: bool, precision: str = "fp32"):
         """The network as inference runs it: eval mode, channels-last memory (faster convolutions), a bfloat16
-        copy for ``precision="bf16"`` (``network.to_bf16``), compiled if asked, else traced on CPU
-        (``graphs.prepare``: the same outputs, less per-operation overhead).
+        copy for ``precision="bf16"`` (``network.to_bf16``), compiled if asked, else on CPU traced once a run is
+        long enough to gain from it (``graphs.TracedNet``: the same outputs, less per-operation overhead).
 
         Prepared once and reused until the weights change (loading or training bumps the parameters' version
         counters). Compiling uses Inductor's freezing, which folds the weights into the compiled code as

@@ -1,16 +1,17 @@
-"""How inference runs Res-SRDiff's network: eager, as traced graphs (the CPU default) or compiled.
+"""How inference runs Res-SRDiff's network: eager, as traced graphs (CPU, long runs) or compiled.
 
 At small sizes on CPU, sampling is bound by per-operation work around the kernels, not by arithmetic: at
 64 x 64, batch 1, Python's module calls and the timestep-embedding branch (a dozen small matrix products per
 step) cost about a fifth of the network's time (measured on a 2-core CPU, bfloat16). ``TracedNet`` removes that
-work: it records the forward with ``torch.jit.trace`` and runs the frozen graph (``torch.jit.freeze``: weights
-inlined as constants, constant branches folded) from then on. A sampler calls the network at a few fixed
-timesteps, so a graph is traced per input shape *and timestep*: the whole embedding branch is then a constant.
+work: it records the forward once with ``torch.jit.trace`` and runs the TorchScript graph from then on. A sampler
+calls the network at a few fixed timesteps, so a graph is traced per input shape *and timestep*: the weights, the
+timesteps and so the whole embedding branch are constants, which the graph executor folds.
 
 The graph runs the same kernels on the same operands, so its outputs are bit-identical to eager ones (tested, fp32
-and bf16; freezing runs with ``optimize_numerics=False``, which keeps it from folding additions into convolution
-biases). Tracing is not part of a run's identity. A trace costs about 0.7 s; a graph is traced at its third use,
-so short predictions (tests, a validation pass) stay eager and long ones gain.
+and bf16); tracing is not part of a run's identity. A graph costs 0.3-0.7 s to trace and optimise and saves 3-12
+ms a call (tiny preset, 64^2 to 256^2; 10-25 % of a step), so it pays for itself after 60-90 calls: a graph is
+traced at its ``TRACE_AT_USE``-th call. Short runs (the demo's 32 slices a seed, a validation pass, tests) stay
+eager; long ones (a ProstateX test split: 2,668 slices) gain.
 
 TorchScript is deprecated upstream in favour of ``torch.compile``, which compiles for about 70 s per shape on
 this CPU and was not faster at 64 x 64 (``compile=True``, ``frozen_compile``). Should a future torch lack
@@ -19,28 +20,18 @@ TorchScript, or a trace fail, ``TracedNet`` runs the network eagerly: slower, ne
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 from torch import nn
 
-TRACE_AT_USE = 3  # eager for a graph's first two uses: a trace pays for itself only over many calls
-
-
-class _AtTimestep(nn.Module):
-    """``net`` at fixed timesteps: traced, the timestep embedding branch becomes constant and is folded."""
-
-    def __init__(self, net: nn.Module, t: torch.Tensor):
-        super().__init__()
-        self.net, self.t = net, t
-
-    def forward(self, x: torch.Tensor, lq: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x, self.t, lq=lq)
+TRACE_AT_USE = 64  # a graph's calls before this one run eagerly (see above)
 
 
 class TracedNet:
-    """``net(x, t, lq=y)`` through one frozen TorchScript graph per input shape and timestep, eager until a graph's
-    ``TRACE_AT_USE``-th use, and where tracing fails.
+    """``net(x, t, lq=y)`` through one TorchScript graph per input shape and timestep, eager until a graph's
+    ``TRACE_AT_USE``-th call, and where tracing fails.
 
     A trace records the control flow that the input's shapes took (window counts, mask shapes) and the timesteps'
     values, so graphs are keyed by those. ``net`` must not change afterwards: the plugin builds a new
@@ -71,13 +62,29 @@ class TracedNet:
                 # counts) are recorded as constants: hence one graph per shape.
                 warnings.simplefilter("ignore")
                 self.net(x, t, lq=lq)  # fills the layers' mask caches, so the trace holds the masks as constants
-                inputs = (x,) if lq is None else (x, lq)
-                traced = torch.jit.trace(_AtTimestep(self.net, t.clone()), inputs, check_trace=False)
-                return torch.jit.freeze(traced.eval(), optimize_numerics=False)
+                t = t.clone()
+                with _constant_weights(self.net):
+                    return torch.jit.trace(lambda x, lq=None: self.net(x, t, lq=lq), (x,) if lq is None else (x, lq),
+                                           check_trace=False)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the (identical, slower) eager network
             warnings.warn(f"res-srdiff: tracing the network failed, sampling eagerly instead "
                           f"({type(exc).__name__}: {str(exc)[:160]})", RuntimeWarning, stacklevel=3)
             return self.net
+
+
+@contextlib.contextmanager
+def _constant_weights(net: nn.Module):
+    """Parameters without ``requires_grad`` while a function is traced, so that the trace records them as constants
+    (it refuses tensors that require grad); restored afterwards. The graph holds the parameters themselves, no copy.
+    """
+    flags = [(p, p.requires_grad) for p in net.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def frozen_compile(net: nn.Module):
@@ -94,8 +101,8 @@ def frozen_compile(net: nn.Module):
 
 
 def prepare(net: nn.Module, compiled: bool, traced: bool = True) -> object:
-    """The callable inference runs: compiled if asked, else traced on CPU (unless ``traced=False``), else the
-    eager network.
+    """The callable inference runs: compiled if asked, else on CPU a ``TracedNet`` (eager until a graph's
+    ``TRACE_AT_USE``-th call; ``traced=False``: always eager), else the eager network.
 
     CUDA stays eager: TorchScript's GPU fusers would change float32 arithmetic, and the GPU path is not limited by
     Python work at the batch sizes it runs (16); ``benchmarks/gpu.sh`` measures eager and compiled there.
