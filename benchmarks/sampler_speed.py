@@ -10,10 +10,10 @@ machine slows them alike) and each keeps its best time. Ratios are official / sr
 --official: a checkout of github.com/mosaf/Res-SRDiff (its ``script`` folder is imported); without it the
 comparison with the official code is skipped. --baseline-srbench: a copy of an older ``plugins/res_srdiff``
 folder, imported under another name and timed as one more row. Modes: fp32 (exact), bf16 (a bfloat16 copy of the
-network, the tiny preset's default where the hardware has it), both through traced graphs on CPU as inference runs
-them (``graphs.TracedNet``; traced during the warm-up: the steady state that runs of more than
-``graphs.TRACE_AT_USE`` slices reach); fp32-eager and bf16-eager (not traced, the
-same outputs); compiled (fp32 under torch.compile), compiled-bf16.
+network, the tiny preset's default where the hardware has it), both through traced graphs on CPU as long runs
+use them (``graphs.TracedNet``; traced during the warm-up: the steady state that a run reaches after
+``graphs.TRACE_AT_USE`` batches); fp32-eager and bf16-eager (never traced, the same outputs); compiled (fp32 under
+torch.compile), compiled-bf16.
 With the official code at hand the fp32 row's output is checked against the official sampler's (same noise).
 """
 

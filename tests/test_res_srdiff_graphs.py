@@ -63,8 +63,8 @@ def test_a_graph_per_shape_and_timestep_is_traced_at_its_nth_use(micro):
 
 
 def test_graphs_follow_weights_changed_in_place(micro):
-    """A frozen graph holds the weights as constants (and its timestep branch precomputed): training or loading
-    in place must give a new graph, not stale constants."""
+    """A graph holds the weights as constants (and its timestep branch precomputed): training or loading in place
+    must give a new graph, not stale constants."""
     method = micro()
     _predict(method, graphs.TRACE_AT_USE)
     with torch.no_grad():

@@ -225,12 +225,13 @@ class ResSRDiff(TorchMethod):
         net = self.net
         if net.training:  # validation runs between training steps
             net.eval()
-        key = lambda: (*self._weights_version(), compiled, precision, self.traced)  # noqa: E731
-        if getattr(self, "_prepared_key", None) != key():
+        key = (*self._weights_version(), compiled, precision, self.traced)
+        if getattr(self, "_prepared_key", None) != key:
             # Converted here only: walking every module costs ~4 ms, as much as a 64^2 sampling step's network.
+            # The conversion keeps the parameter objects and their versions, so the key stays valid.
             net.to(memory_format=torch.channels_last)
             self._prepared = prepare(to_bf16(net) if precision == "bf16" else net, compiled, traced=self.traced)
-            self._prepared_key = key()
+            self._prepared_key = key
         return self._prepared
 
     def _weights_version(self) -> tuple:

@@ -2,15 +2,16 @@
 
 At small sizes on CPU, sampling is bound by per-operation work around the kernels, not by arithmetic: at
 64 x 64, batch 1, Python's module calls and the timestep-embedding branch (a dozen small matrix products per
-step) cost about a fifth of the network's time (measured on a 2-core CPU, bfloat16). ``TracedNet`` removes that
-work: it records the forward once with ``torch.jit.trace`` and runs the TorchScript graph from then on. A sampler
+step) cost a fifth to a quarter of the network's time (measured on a 2-core CPU, bfloat16). ``TracedNet``
+removes that work: it records the forward once with ``torch.jit.trace`` and runs the TorchScript graph. A sampler
 calls the network at a few fixed timesteps, so a graph is traced per input shape *and timestep*: the weights, the
 timesteps and so the whole embedding branch are constants, which the graph executor folds.
 
 The graph runs the same kernels on the same operands, so its outputs are bit-identical to eager ones (tested, fp32
-and bf16); tracing is not part of a run's identity. A graph costs 0.3-0.7 s to trace and optimise and saves 3-12
-ms a call (tiny preset, 64^2 to 256^2; 10-25 % of a step), so it pays for itself after 60-90 calls: a graph is
-traced at its ``TRACE_AT_USE``-th call. Short runs (the demo's 32 slices a seed, a validation pass, tests) stay
+and bf16); tracing is not part of a run's identity. At batch 1 a graph costs 0.4-0.7 s to trace and optimise
+(tiny preset, 64^2 to 256^2) and saves 3-12 ms a call (a step's network takes 15-130 ms), so it pays for itself
+after roughly 60-200 calls: a graph is traced at its ``TRACE_AT_USE``-th call, near the start of that range, which
+bounds what a run can lose to tracing. Short runs (the demo's 32 slices a seed, a validation pass, tests) stay
 eager; long ones (a ProstateX test split: 2,668 slices) gain.
 
 TorchScript is deprecated upstream in favour of ``torch.compile``, which compiles for about 70 s per shape on
