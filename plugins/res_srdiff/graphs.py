@@ -105,8 +105,9 @@ def prepare(net: nn.Module, compiled: bool, traced: bool = True) -> object:
     """The callable inference runs: compiled if asked, else on CPU a ``TracedNet`` (eager until a graph's
     ``TRACE_AT_USE``-th call; ``traced=False``: always eager), else the eager network.
 
-    CUDA stays eager: TorchScript's GPU fusers would change float32 arithmetic, and the GPU path is not limited by
-    Python work at the batch sizes it runs (16); ``benchmarks/gpu.sh`` measures eager and compiled there.
+    CUDA stays eager: the graphs were measured on CPU only (no GPU was at hand), and TorchScript's GPU fusers may
+    change float32 arithmetic, which the bit-identity tests would not see here; ``benchmarks/gpu.sh`` measures eager
+    and compiled on a GPU.
     """
     if compiled:
         return frozen_compile(net)
